@@ -1,0 +1,83 @@
+"""Start the companion: the supervisor, which starts and watches every worker.
+
+Ctrl-C or SIGTERM stops everything cleanly; control it with `python -m supervisor`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import signal
+import sys
+from pathlib import Path
+
+from supervisor.bus import BusInfo
+from supervisor.config import DEFAULT_CONFIG, ConfigError, load_config
+from supervisor.core import Supervisor
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Start the desktop companion back end.")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                   help="config file; its folder holds logs/ and run/ (default: data/config.json)")
+    p.add_argument("--profile", help="GPU profile to start with (overrides ai.gpu_profile)")
+    p.add_argument("--model", type=Path, help="GGUF model file (overrides ai.model_path)")
+    p.add_argument("--headless", action="store_true",
+                   help="no control GUI (the only mode until the GUI lands; use the CLI)")
+    return p.parse_args(argv)
+
+
+def setup_logging(data_dir: Path, cfg: dict) -> None:
+    log_dir = data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    file_handler = logging.handlers.RotatingFileHandler(
+        log_dir / "supervisor.log", maxBytes=cfg["logging"]["max_bytes"],
+        backupCount=cfg["logging"]["backup_count"], encoding="utf-8")
+    console = logging.StreamHandler(sys.stderr)
+    for h in (file_handler, console):
+        h.setFormatter(fmt)
+    root = logging.getLogger()
+    root.setLevel(cfg["logging"]["level"])
+    root.addHandler(file_handler)
+    root.addHandler(console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config_path = args.config.resolve()
+    try:
+        cfg, warnings = load_config(config_path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    data_dir = config_path.parent
+    running = BusInfo.load(data_dir / "run")
+    if running is not None:
+        print(f"error: a companion stack is already running for {data_dir} (supervisor pid "
+              f"{running.supervisor_pid}); stop it with: python -m supervisor shutdown",
+              file=sys.stderr)
+        return 1
+    options: dict[str, dict] = {"inference": {}}
+    if args.profile:
+        options["inference"]["profile"] = args.profile
+    if args.model:
+        if not args.model.is_file():
+            print(f"error: model file not found: {args.model} (see models/README.md)",
+                  file=sys.stderr)
+            return 2
+        options["inference"]["model"] = str(args.model.resolve())
+    setup_logging(data_dir, cfg)
+    sup = Supervisor(cfg, data_dir, options)
+    for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda *_: sup.request_shutdown())
+    sup.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Supervisor, message registry and bus of the desktop companion back end."""

@@ -1,0 +1,221 @@
+"""Bus endpoints, the per-launch secret, and the client side of the bus.
+
+The supervisor binds three sockets: a ROUTER for requests, and an XSUB/XPUB pair that relays
+events (workers publish into XSUB, subscribers read from XPUB, and subscriptions flow back so a
+publisher sends nothing that nobody wants). Every socket uses ZeroMQ's PLAIN mechanism checked
+by a ZAP handler against the per-launch secret, so nothing connects without it. Endpoints are ipc
+sockets in a private (0700) directory where libzmq has ipc, else tcp on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import zmq
+
+from supervisor.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode, make
+from supervisor.messages import REGISTRY, ErrorCode, Kind
+
+PLAIN_USER = b"companion"
+RUN_FILE = "bus.json"
+
+
+def event_topic(type_: str) -> bytes:
+    """Topic frame for an event: the type plus a terminator, so 'a' never matches 'ab'."""
+    return type_.encode() + b"\0"
+
+
+@dataclass
+class BusInfo:
+    router: str
+    xsub: str
+    xpub: str
+    secret: str
+    supervisor_pid: int
+    ipc_dir: str | None = None
+
+    def save(self, run_dir: Path) -> Path:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / RUN_FILE
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(asdict(self), fh)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> BusInfo | None:
+        """The running stack's bus, or None when no supervisor is alive for this data dir."""
+        try:
+            info = cls(**json.loads((run_dir / RUN_FILE).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        return info if _pid_alive(info.supervisor_pid) else None
+
+
+def _pid_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def new_bus_info() -> BusInfo:
+    """Fresh endpoints and secret for one launch."""
+    secret = secrets.token_hex(24)
+    if zmq.has("ipc") and sys.platform != "win32":
+        d = tempfile.mkdtemp(prefix="aic-")  # mode 0700: only this user reaches the sockets
+        return BusInfo(f"ipc://{d}/router", f"ipc://{d}/xsub", f"ipc://{d}/xpub", secret,
+                       os.getpid(), d)
+    return BusInfo("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", secret,
+                   os.getpid())
+
+
+def secure_server(sock: zmq.Socket) -> None:
+    sock.plain_server = True
+    sock.linger = 0
+
+
+def secure_client(sock: zmq.Socket, secret: str) -> None:
+    sock.plain_username = PLAIN_USER
+    sock.plain_password = secret.encode()
+    sock.linger = 0
+
+
+class BusError(Exception):
+    """A bus request failed; `code` is an ErrorCode when the other side answered with one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class BusClient:
+    """A DEALER for requests plus a SUB for events. One thread at a time."""
+
+    def __init__(self, info: BusInfo, *, ctx: zmq.Context | None = None,
+                 max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.ctx = ctx or zmq.Context.instance()
+        self.info = info
+        self.max_frame = max_frame
+        self.dealer = self.ctx.socket(zmq.DEALER)
+        secure_client(self.dealer, info.secret)
+        self.dealer.connect(info.router)
+        self.sub = self.ctx.socket(zmq.SUB)
+        secure_client(self.sub, info.secret)
+        self.sub.connect(info.xpub)
+        self._next_id = 1
+        self._early: list[Envelope] = []  # replies that arrived for another request id
+
+    def close(self) -> None:
+        self.dealer.close(0)
+        self.sub.close(0)
+
+    def __enter__(self) -> BusClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests --------------------------------------------------------------------------
+    def send(self, type_: str, data: dict | None = None) -> int:
+        msg_id = self._next_id
+        self._next_id += 1
+        self.dealer.send(make(type_, data, id=msg_id))
+        return msg_id
+
+    def send_raw(self, frame: bytes) -> None:
+        self.dealer.send(frame)
+
+    def recv_reply(self, timeout: float) -> Envelope:
+        """Next reply of any request; raises TimeoutError."""
+        if self._early:
+            return self._early.pop(0)
+        if not self.dealer.poll(int(timeout * 1000)):
+            raise TimeoutError(
+                f"no answer from the supervisor at {self.info.router} within {timeout:.1f} s")
+        return decode(self.dealer.recv(), self.max_frame, validate=False)
+
+    def stream(self, type_: str, data: dict | None = None, timeout: float = 10.0
+               ) -> Iterator[Envelope]:
+        """Send a request and yield every reply to it, ending with the final one.
+
+        `timeout` bounds the wait for each reply, not the whole exchange.
+        """
+        ms = REGISTRY[type_]
+        msg_id = self.send(type_, data)
+        while True:
+            env = self._recv_for(msg_id, timeout)
+            if env.type == "error":
+                raise BusError(env.data.get("message", "error"), env.data.get("code"))
+            yield env
+            if env.type in ms.final:
+                return
+
+    def request(self, type_: str, data: dict | None = None, timeout: float = 10.0) -> Envelope:
+        """Send a request and return its final reply (progress replies are dropped)."""
+        *_, final = self.stream(type_, data, timeout)
+        return final
+
+    def _recv_for(self, msg_id: int, timeout: float) -> Envelope:
+        deadline = time.monotonic() + timeout
+        for i, env in enumerate(self._early):
+            if env.reply_to == msg_id:
+                return self._early.pop(i)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.dealer.poll(int(left * 1000) + 1):
+                raise TimeoutError(f"no answer from the supervisor at {self.info.router} "
+                                   f"within {timeout:.1f} s")
+            try:
+                env = decode(self.dealer.recv(), self.max_frame, validate=False)
+            except ProtocolError:
+                continue
+            if env.reply_to == msg_id:
+                return env
+            self._early.append(env)
+
+    # -- events ----------------------------------------------------------------------------
+    def subscribe(self, types: Iterable[str]) -> None:
+        for t in types:
+            ms = REGISTRY.get(t)
+            if ms is None or ms.kind is not Kind.EVENT:
+                raise ValueError(f"'{t}' is not an event type of the registry")
+            self.sub.setsockopt(zmq.SUBSCRIBE, event_topic(t))
+
+    def recv_event(self, timeout: float) -> Envelope:
+        if not self.sub.poll(int(timeout * 1000)):
+            raise TimeoutError(f"no event within {timeout:.1f} s")
+        _topic, frame = self.sub.recv_multipart()
+        return decode(frame, self.max_frame, validate=False)
+
+    def wait_event(self, type_: str, pred=lambda env: True, timeout: float = 10.0) -> Envelope:
+        """First event of `type_` (already subscribed) that satisfies `pred`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no '{type_}' event matching within {timeout:.1f} s")
+            env = self.recv_event(left)
+            if env.type == type_ and pred(env):
+                return env
+
+
+def connect(run_dir: Path, **kw) -> BusClient:
+    """A client of the stack whose run files are in `run_dir`; BusError when none is running."""
+    info = BusInfo.load(run_dir)
+    if info is None:
+        raise BusError(f"no companion stack is running for {run_dir.parent} "
+                       f"(start one with: python launch.py)", ErrorCode.WORKER_UNAVAILABLE)
+    return BusClient(info, **kw)

@@ -1,0 +1,194 @@
+"""The one config loader: `data/config.json`, checked against a declared schema at start.
+
+A wrong type, an out-of-range value or a missing required key stops the start with a message
+naming the key and what it expects; unknown keys are warned about and otherwise ignored.
+Workers receive the validated dict from the supervisor and never parse the file themselves.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "data" / "config.json"
+DEFAULT_MODEL = REPO_ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+# A worker exits with this code when retrying cannot help (missing model, bad setting):
+# the supervisor marks it FATAL at once instead of burning its restart budget.
+EXIT_CONFIG_ERROR = 78
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Opt:
+    type: type | tuple[type, ...]
+    default: Any = None
+    required: bool = False
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] | None = None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """A map with free keys (e.g. worker names) whose values follow one schema."""
+
+    schema: dict[str, Any]
+    default: dict[str, Any]
+
+
+NUM = (int, float)
+OPT_STR = (str, type(None))
+
+WORKER_SCHEMA: dict[str, Any] = {
+    "module": Opt(str, required=True, doc="python module run with `python -m`"),
+    "enabled": Opt(bool, True),
+    "args": Opt(list, [], doc="extra command-line arguments"),
+}
+
+SCHEMA: dict[str, Any] = {
+    "version": Opt(int, required=True, min=1, max=1, doc="config format version"),
+    "ai": {
+        "gpu_profile": Opt(str, "auto", doc="'auto' or a profile name"),
+        "auto_switching_enabled": Opt(bool, True),
+        "model_path": Opt(OPT_STR, None, doc="GGUF file; null for the embedded default"),
+        "persona": Opt(str, "You are a friendly desktop companion. Answer briefly and warmly."),
+        "max_tokens": Opt(int, 256, min=1, max=32768),
+    },
+    "supervisor": {
+        "heartbeat_interval_s": Opt(NUM, 1.0, min=0.05, max=60),
+        "heartbeat_misses": Opt(int, 3, min=2, max=100, doc="silent intervals before 'hung'"),
+        "start_timeout_s": Opt(NUM, 60.0, min=1, max=3600,
+                               doc="time to the first heartbeat before a start counts as hung"),
+        "max_restarts": Opt(int, 5, min=1, max=10_000, doc="crashes allowed in restart_window_s"),
+        "restart_window_s": Opt(NUM, 30.0, min=1, max=86_400),
+        "backoff_initial_s": Opt(NUM, 0.25, min=0, max=600),
+        "backoff_max_s": Opt(NUM, 15.0, min=0, max=3600),
+        "backoff_jitter": Opt(NUM, 0.2, min=0, max=1, doc="+/- fraction of each delay"),
+        "queue_limit": Opt(int, 64, min=1, max=100_000, doc="held requests per worker"),
+        "queue_timeout_s": Opt(NUM, 120.0, min=1, max=3600),
+        "stop_timeout_s": Opt(NUM, 5.0, min=0.1, max=600, doc="asked to stop, before terminate"),
+        "terminate_timeout_s": Opt(NUM, 2.0, min=0.1, max=600, doc="terminate, before kill"),
+        "drain_timeout_s": Opt(NUM, 30.0, min=0, max=3600, doc="reply in flight at a switch"),
+        "stats_interval_s": Opt(NUM, 2.0, min=0.1, max=3600),
+    },
+    "workers": MapOf(WORKER_SCHEMA, {
+        "inference": {"module": "workers.inference"},
+        "gpu_monitor": {"module": "workers.gpu_monitor"},
+        "unity_bridge": {"module": "unity_bridge"},
+    }),
+    "unity_bridge": {
+        "host": Opt(str, "127.0.0.1"),
+        "port": Opt(int, 5555, min=0, max=65535),
+        "token": Opt(OPT_STR, None, doc="required from clients when host is not loopback"),
+    },
+    "gpu_monitoring": {
+        "interval_s": Opt(NUM, 5.0, min=0.5, max=3600),
+    },
+    "logging": {
+        "level": Opt(str, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+        "max_bytes": Opt(int, 1_048_576, min=1024, max=1 << 30),
+        "backup_count": Opt(int, 3, min=0, max=100),
+    },
+}
+
+
+def load_config(path: Path | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Read and validate a config file; returns (config with defaults, warnings)."""
+    path = path or DEFAULT_CONFIG
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path} (copy the repository's "
+                          f"data/config.json or pass --config)") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: "
+                          f"{exc.msg}") from None
+    warnings: list[str] = []
+    return validate(raw, warnings), warnings
+
+
+def validate(raw: Any, warnings: list[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError("config: the top level must be a JSON object")
+    return _section(raw, SCHEMA, "", warnings)
+
+
+def _section(raw: dict[str, Any], schema: dict[str, Any], prefix: str,
+             warnings: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in raw:
+        if key not in schema:
+            warnings.append(f"config: unknown key '{prefix}{key}' is ignored")
+    for key, rule in schema.items():
+        name = f"{prefix}{key}"
+        if isinstance(rule, dict):
+            value = raw.get(key, {})
+            if not isinstance(value, dict):
+                raise ConfigError(f"config: '{name}' must be an object, got {_kind(value)}")
+            out[key] = _section(value, rule, name + ".", warnings)
+        elif isinstance(rule, MapOf):
+            value = raw.get(key, {})
+            if not isinstance(value, dict):
+                raise ConfigError(f"config: '{name}' must be an object, got {_kind(value)}")
+            merged = copy.deepcopy(rule.default)
+            for sub, entry in value.items():
+                if not isinstance(entry, dict):
+                    raise ConfigError(f"config: '{name}.{sub}' must be an object, "
+                                      f"got {_kind(entry)}")
+                merged.setdefault(sub, {}).update(entry)
+            out[key] = {sub: _section(entry, rule.schema, f"{name}.{sub}.", warnings)
+                        for sub, entry in merged.items()}
+        else:
+            out[key] = _value(raw, key, rule, name)
+    return out
+
+
+def _value(raw: dict[str, Any], key: str, rule: Opt, name: str) -> Any:
+    if key not in raw:
+        if rule.required:
+            raise ConfigError(f"config: missing required key '{name}' ({_expects(rule)})")
+        return copy.deepcopy(rule.default)
+    value = raw[key]
+    bad_bool = isinstance(value, bool) and bool not in _types(rule.type)
+    if bad_bool or not isinstance(value, rule.type):
+        raise ConfigError(f"config: '{name}' must be {_expects(rule)}, got {_kind(value)} "
+                          f"{json.dumps(value)}")
+    if rule.choices is not None and value not in rule.choices:
+        raise ConfigError(f"config: '{name}' must be one of {list(rule.choices)}, "
+                          f"got {json.dumps(value)}")
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if is_number and ((rule.min is not None and value < rule.min)
+                      or (rule.max is not None and value > rule.max)):
+        raise ConfigError(f"config: '{name}' = {value} is out of range "
+                              f"[{rule.min}, {rule.max}]")
+    return value
+
+
+def _types(t: type | tuple[type, ...]) -> tuple[type, ...]:
+    return t if isinstance(t, tuple) else (t,)
+
+
+def _expects(rule: Opt) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             list: "a list", dict: "an object", type(None): "null"}
+    kinds = _types(rule.type)
+    if set(kinds) >= {int, float}:
+        kinds = tuple(k for k in kinds if k is not int)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _kind(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
+            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def default_config() -> dict[str, Any]:
+    return validate({"version": 1}, [])

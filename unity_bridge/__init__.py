@@ -1,0 +1,1 @@
+"""Unity bridge worker: the TCP server the Unity avatar client connects to."""

@@ -1,0 +1,1 @@
+"""Worker processes started by the supervisor; each runs with `python -m workers.<name>`."""

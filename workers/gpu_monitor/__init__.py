@@ -1,0 +1,1 @@
+"""GPU monitor worker: NVML readings published on the bus."""

@@ -1,0 +1,4 @@
+from workers.gpu_monitor.worker import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""What every worker process shares: bus connection, heartbeats, parent watch, dispatch.
+
+A dedicated bus thread owns the sockets and sends heartbeats, so a worker busy in a long
+computation still looks alive, and only a stopped or wedged process looks hung. Handlers run on
+the worker's main thread unless registered `inline` (then they run on the bus thread and must
+not block). Any thread may send: messages from other threads reach the bus thread through an
+inproc socket of their own.
+
+The supervisor writes boot info as one JSON line on our stdin and keeps the pipe open; EOF means
+the supervisor is gone (even killed with -9), and the worker exits at once. On Linux
+PR_SET_PDEATHSIG is set as well. Both work without signals on Windows only for the pipe, which
+is why the pipe is the primary mechanism.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import zmq
+
+from supervisor.bus import BusInfo, event_topic, secure_client
+from supervisor.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode, error, make
+from supervisor.config import EXIT_CONFIG_ERROR
+from supervisor.messages import ErrorCode, Kind
+
+log = logging.getLogger("worker")
+
+OUTBOX = "inproc://worker-outbox"
+Handler = Callable[[Envelope], None]
+
+
+def read_boot() -> dict[str, Any]:
+    line = sys.stdin.buffer.readline()
+    if not line:
+        sys.stderr.write("this is a worker process: start the stack with `python launch.py`\n")
+        raise SystemExit(2)
+    return json.loads(line)
+
+
+def _watch_parent(supervisor_pid: int) -> None:
+    """Exit as soon as the supervisor is gone."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != supervisor_pid:
+            os._exit(3)
+
+    def wait_eof() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        os._exit(3)
+    threading.Thread(target=wait_eof, daemon=True, name="parent-watch").start()
+
+
+class WorkerRuntime:
+    def __init__(self, boot: dict[str, Any]) -> None:
+        self.boot = boot
+        self.name: str = boot["name"]
+        self.config: dict[str, Any] = boot["config"]
+        self.options: dict[str, Any] = boot.get("options") or {}
+        self.data_dir = Path(boot["data_dir"])
+        self.info = BusInfo(**boot["bus"])
+        self.heartbeat_s: float = self.config["supervisor"]["heartbeat_interval_s"]
+        self.ctx = zmq.Context()
+        self._requests: dict[str, tuple[Handler, bool]] = {}
+        self._events: dict[str, tuple[Handler, bool]] = {}
+        self._inbox: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._local = threading.local()
+        self._bus_thread: threading.Thread | None = None
+        self._timers: list[tuple[float, float, Callable[[], None]]] = []
+        self._stop_hooks: list[Callable[[float], None]] = []
+        self.stopping = threading.Event()
+        self._hb_seq = 0
+        self._bus_ready = threading.Event()
+        self.on_request("ping", self._on_ping, inline=True)
+        self.on_request("worker_stop", self._on_stop)
+
+    @classmethod
+    def from_stdin(cls) -> WorkerRuntime:
+        """Read boot info, set up logging and the parent watch; the standard worker start."""
+        boot = read_boot()
+        level = boot["config"]["logging"]["level"]
+        logging.basicConfig(level=level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if hasattr(signal, "SIGINT"):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+        _watch_parent(int(boot["supervisor_pid"]))
+        rt = cls(boot)
+        rt.start()
+        return rt
+
+    # -- registration --------------------------------------------------------------------
+    def on_request(self, type_: str, fn: Handler, inline: bool = False) -> None:
+        self._requests[type_] = (fn, inline)
+
+    def on_event(self, type_: str, fn: Handler, inline: bool = False) -> None:
+        self._events[type_] = (fn, inline)
+        if self._bus_thread is not None:
+            self._to_bus([b"s", event_topic(type_)])
+
+    def on_stop(self, fn: Callable[[float], None]) -> None:
+        """Called on the main thread with the drain time when the supervisor asks us to stop."""
+        self._stop_hooks.append(fn)
+
+    def every(self, interval: float, fn: Callable[[], None]) -> None:
+        self._timers.append((time.monotonic() + interval, interval, fn))
+
+    def fail_config(self, message: str) -> NoReturn:
+        """Stop for good: a retry cannot fix this, so the supervisor marks us FATAL at once."""
+        log.error("%s", message)
+        logging.shutdown()
+        os._exit(EXIT_CONFIG_ERROR)
+
+    # -- sending (any thread) ------------------------------------------------------------
+    def reply(self, req: Envelope, type_: str, data: dict[str, Any] | None = None) -> None:
+        self._to_bus([b"d", make(type_, data, reply_to=req.id)])
+
+    def error(self, req: Envelope, code: ErrorCode, message: str) -> None:
+        self._to_bus([b"d", error(code, message, req.id)])
+
+    def publish(self, type_: str, data: dict[str, Any]) -> None:
+        self._to_bus([b"p", event_topic(type_), make(type_, data)])
+
+    def ready(self, info: dict[str, Any] | None = None) -> None:
+        self._to_bus([b"d", make("ready", {"worker": self.name, "pid": os.getpid(),
+                                           "info": info or {}})])
+
+    def _to_bus(self, frames: list[bytes]) -> None:
+        if threading.current_thread() is self._bus_thread:
+            self._route_out(frames)
+            return
+        sock = getattr(self._local, "push", None)
+        if sock is None:
+            sock = self.ctx.socket(zmq.PUSH)
+            sock.sndhwm = 0
+            sock.connect(OUTBOX)
+            self._local.push = sock
+        sock.send_multipart(frames)
+
+    # -- bus thread ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._bus_thread = threading.Thread(target=self._bus_loop, daemon=True, name="bus")
+        self._bus_thread.start()
+        self._bus_ready.wait()
+
+    def _bus_loop(self) -> None:
+        self.dealer = self.ctx.socket(zmq.DEALER)
+        self.dealer.routing_id = self.boot["ident"].encode()
+        self.dealer.sndhwm = 100_000
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.sndhwm = 100_000
+        self.sub = self.ctx.socket(zmq.SUB)
+        for sock in (self.dealer, self.pub, self.sub):
+            secure_client(sock, self.info.secret)
+        self.dealer.connect(self.info.router)
+        self.pub.connect(self.info.xsub)
+        self.sub.connect(self.info.xpub)
+        for type_ in self._events:
+            self.sub.setsockopt(zmq.SUBSCRIBE, event_topic(type_))
+        outbox = self.ctx.socket(zmq.PULL)
+        outbox.bind(OUTBOX)
+        poller = zmq.Poller()
+        for sock in (self.dealer, self.sub, outbox):
+            poller.register(sock, zmq.POLLIN)
+        self._bus_ready.set()
+        next_hb = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= next_hb:
+                self._hb_seq += 1
+                self.dealer.send(make("heartbeat", {"worker": self.name, "pid": os.getpid(),
+                                                    "seq": self._hb_seq}))
+                next_hb = now + self.heartbeat_s
+            for sock, _ in poller.poll(max(0, int((next_hb - time.monotonic()) * 1000)) + 1):
+                for _ in range(1000):
+                    try:
+                        frames = sock.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    if sock is outbox and frames[0] == b"x":
+                        for s in (self.dealer, self.pub, self.sub, outbox):
+                            s.close(linger=1000)
+                        return
+                    if sock is outbox:
+                        self._route_out(frames)
+                    elif sock is self.sub:
+                        self._incoming(frames[-1], self._events)
+                    else:
+                        self._incoming(frames[-1], self._requests)
+
+    def _route_out(self, frames: list[bytes]) -> None:
+        kind = frames[0]
+        if kind == b"d":
+            self.dealer.send(frames[1])
+        elif kind == b"p":
+            self.pub.send_multipart(frames[1:])
+        elif kind == b"s":
+            self.sub.setsockopt(zmq.SUBSCRIBE, frames[1])
+
+    def _incoming(self, frame: bytes, table: dict[str, tuple[Handler, bool]]) -> None:
+        try:
+            env = decode(frame, DEFAULT_MAX_FRAME)
+        except ProtocolError as exc:
+            # Only the supervisor talks to us; answering garbage could start an error ping-pong.
+            log.warning("dropped a frame: %s", exc.message)
+            return
+        entry = table.get(env.type)
+        if entry is None:
+            if env.spec is not None and env.spec.kind is Kind.REQUEST:
+                self.dealer.send(error(ErrorCode.UNKNOWN_TYPE,
+                                       f"worker '{self.name}' does not handle '{env.type}'",
+                                       env.id))
+            return
+        fn, inline = entry
+        if inline:
+            self._call(fn, env)
+        else:
+            self._inbox.put(lambda: self._call(fn, env))
+
+    def _call(self, fn: Handler, env: Envelope) -> None:
+        try:
+            fn(env)
+        except Exception as exc:
+            log.exception("handler for %s failed", env.type)
+            if env.id is not None:
+                self.error(env, ErrorCode.INTERNAL, f"{self.name}: {type(exc).__name__}: {exc}")
+
+    # -- main thread ---------------------------------------------------------------------
+    def run(self) -> None:
+        """Run handlers and timers on this thread until the supervisor asks us to stop."""
+        while not self.stopping.is_set():
+            timeout = None
+            if self._timers:
+                timeout = max(0.0, min(t[0] for t in self._timers) - time.monotonic())
+            try:
+                job = self._inbox.get(timeout=timeout)
+            except queue.Empty:
+                job = None
+            if job is not None:
+                job()
+            now = time.monotonic()
+            for i, (due, interval, fn) in enumerate(self._timers):
+                if due <= now:
+                    self._timers[i] = (now + interval, interval, fn)
+                    try:
+                        fn()
+                    except Exception:
+                        log.exception("periodic task failed")
+        log.info("%s stopped", self.name)
+        self._to_bus([b"x"])  # the bus thread flushes what is queued, then closes
+        if self._bus_thread is not None:
+            self._bus_thread.join(timeout=2)
+        self.ctx.destroy(linger=0)
+
+    def _on_ping(self, env: Envelope) -> None:
+        self.reply(env, "pong", {"from": self.name})
+
+    def _on_stop(self, env: Envelope) -> None:
+        drain = float(env.data.get("drain_s", 0.0))
+        log.info("asked to stop (drain %.1f s)", drain)
+        for hook in self._stop_hooks:
+            hook(drain)
+        self.reply(env, "ok", {"detail": f"{self.name} stopping"})
+        self.stopping.set()
