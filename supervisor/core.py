@@ -570,6 +570,7 @@ class Supervisor:
                 self._stop(child, StopIntent.STOP)
             elif child.state is State.BACKOFF:
                 self._set_state(child, State.EXITED, "stop requested during backoff")
+                self._reject_queue(child)
             ok(f"stopping {name}")
         elif env.type == "kill":
             if not child.alive:

@@ -1,0 +1,186 @@
+"""Supervision with real processes: kills, hangs, crash loops, orphans, stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import sys
+import time
+
+import pytest
+
+from supervisor.bus import BusError
+from supervisor.messages import ErrorCode
+from tests.conftest import Stack, pid_gone, wait_for
+
+WORKERS = ("inference", "gpu_monitor", "unity_bridge")
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals")
+
+
+def pids(stack: Stack) -> dict[str, int]:
+    return {n: w["pid"] for n, w in stack.status()["workers"].items()}
+
+
+@posix_only
+@pytest.mark.parametrize("victim", WORKERS)
+def test_kill_9_restarts_only_that_worker(make_stack, victim: str) -> None:
+    stack = make_stack().start()
+    before = pids(stack)
+    stack.client.subscribe(["worker_state"])
+    time.sleep(0.2)  # let the subscription reach the publisher
+    os.kill(before[victim], signal.SIGKILL)
+    crashed = stack.client.wait_event(
+        "worker_state", lambda e: e.data["worker"] == victim and e.data["state"] == "BACKOFF")
+    assert "SIGKILL" in crashed.data["reason"]
+    after = stack.wait_state(victim, "RUNNING", 60, lambda w: w["pid"] != before[victim])
+    assert after["restarts"] == 1 and "crashed: killed by SIGKILL" in after["last_exit"]
+    for other in WORKERS:
+        if other != victim:
+            w = stack.worker(other)
+            assert (w["pid"], w["restarts"], w["state"]) == (before[other], 0, "RUNNING")
+
+
+@posix_only
+def test_sigstop_is_detected_as_hung_and_replaced(make_stack) -> None:
+    stack = make_stack().start()
+    victim = stack.worker("gpu_monitor")["pid"]
+    stopped_at = time.monotonic()
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        w = stack.wait_state("gpu_monitor", "RUNNING", 30, lambda w: w["pid"] != victim)
+    finally:
+        if not pid_gone(victim):
+            os.kill(victim, signal.SIGKILL)
+    detected = time.monotonic() - stopped_at
+    assert w["last_exit"].startswith("hung: killed by SIGKILL")
+    # 3 heartbeats of 0.2 s; the bound is loose on purpose (a busy 2-core CI box).
+    assert detected < 10, detected
+    assert pid_gone(victim)
+    assert stack.worker("unity_bridge")["restarts"] == 0
+
+
+def test_crash_at_start_backs_off_then_fatal_others_unaffected(make_stack) -> None:
+    stack = make_stack(
+        supervisor={"max_restarts": 3, "restart_window_s": 30},
+        workers={"crasher": {"module": "tests.helpers.crash_worker"}})
+    stack.start(ready=False)
+    for name in WORKERS:
+        stack.wait_state(name, "RUNNING", 60)
+    before = pids(stack)
+    w = stack.wait_state("crasher", "FATAL", 30)
+    assert w["last_exit"] == "crashed: exit code 1"
+    assert w["restarts"] == 3 and w["pid"] is None
+    assert {n: p for n, p in pids(stack).items() if n in WORKERS} == {
+        n: before[n] for n in WORKERS}
+    # A FATAL worker refuses requests plainly...
+    with pytest.raises(BusError) as info:
+        stack.client.request("ping", {"target": "crasher"})
+    assert info.value.code == ErrorCode.WORKER_UNAVAILABLE
+    assert "restart crasher" in str(info.value)
+    # ...and `restart` revives it (it starts again, and fails again).
+    stack.client.request("restart", {"worker": "crasher"})
+    stack.wait_state("crasher", "BACKOFF", 10)
+    log = stack.client.request("logs", {"worker": "crasher", "lines": 5}).data["lines"]
+    assert any("failing at start on purpose" in line for line in log)
+
+
+def test_config_error_exit_is_fatal_at_once(make_stack) -> None:
+    stack = make_stack(workers={"broken": {"module": "tests.helpers.config_error_worker"}})
+    stack.start(ready=False)
+    w = stack.wait_state("broken", "FATAL", 30)
+    assert w["restarts"] == 0
+    assert "setting 'x' is wrong" in w["last_exit"]
+
+
+@posix_only
+def test_kill_9_supervisor_leaves_no_orphans(make_stack) -> None:
+    stack = make_stack().start()
+    children = list(pids(stack).values())
+    os.kill(stack.proc.pid, signal.SIGKILL)
+    stack.proc.wait(10)
+    wait_for(lambda: all(pid_gone(p) for p in children), 5, "every worker to exit")
+
+
+def test_sigterm_stops_everything_cleanly(make_stack) -> None:
+    stack = make_stack().start()
+    children = list(pids(stack).values())
+    stack.client.close()
+    stack._client = None
+    stack.proc.send_signal(signal.SIGTERM if sys.platform != "win32" else signal.CTRL_C_EVENT)
+    assert stack.proc.wait(30) == 0
+    assert all(pid_gone(p) for p in children)
+    assert not (stack.data_dir / "run" / "bus.json").exists()
+    result = stack.cli("status")
+    assert result.returncode != 0 and "no companion stack is running" in result.stderr
+
+
+def test_stop_escalates_to_terminate_without_blocking_others(make_stack) -> None:
+    stack = make_stack(supervisor={"stop_timeout_s": 1.5},
+                       workers={"stubborn": {"module": "tests.helpers.stubborn_worker"}}).start()
+    stack.client.request("stop", {"worker": "stubborn"})
+    # While the stubborn worker is being stopped, other traffic flows normally.
+    assert stack.worker("stubborn")["state"] == "STOPPING"
+    for _ in range(20):
+        assert stack.client.request("ping", {"target": "unity_bridge"}, timeout=2).data == {
+            "from": "unity_bridge"}
+    assert stack.worker("stubborn")["state"] == "STOPPING"
+    w = stack.wait_state("stubborn", "EXITED", 20)
+    assert w["last_exit"] == ("stopped (stop): killed by SIGTERM" if sys.platform != "win32"
+                              else w["last_exit"])
+    assert w["restarts"] == 0  # a requested stop is not a crash
+    with pytest.raises(BusError) as info:
+        stack.client.request("ping", {"target": "stubborn"})
+    assert info.value.code == ErrorCode.WORKER_UNAVAILABLE
+
+
+def test_requests_wait_for_a_restarting_worker(make_stack) -> None:
+    stack = make_stack().start()
+    old = stack.worker("unity_bridge")["pid"]
+    c = stack.client
+    c.request("restart", {"worker": "unity_bridge"})
+    ids = [c.send("ping", {"target": "unity_bridge"}) for _ in range(5)]
+    replies = [c.recv_reply(30) for _ in ids]
+    assert sorted(r.reply_to for r in replies) == ids
+    assert all(r.type == "pong" and r.data["from"] == "unity_bridge" for r in replies)
+    w = stack.worker("unity_bridge")
+    assert w["pid"] != old and w["restarts"] == 1 and w["last_exit"].startswith("stopped")
+
+
+def test_queue_overflow_gets_an_explicit_error(make_stack) -> None:
+    stack = make_stack(supervisor={"queue_limit": 3, "max_restarts": 1000,
+                                   "backoff_initial_s": 0.5, "backoff_max_s": 0.5},
+                       workers={"crasher": {"module": "tests.helpers.crash_worker"}})
+    stack.start(ready=False)
+    stack.wait_state("crasher", "BACKOFF", 30)
+    c = stack.client
+    ids = [c.send("ping", {"target": "crasher"}) for _ in range(5)]
+    errors = [c.recv_reply(10) for _ in range(2)]
+    assert {e.reply_to for e in errors} == set(ids[3:])
+    assert all(e.type == "error" and e.data["code"] == ErrorCode.QUEUE_FULL for e in errors)
+    assert stack.worker("crasher")["queued"] == 3
+    # Stopping the worker answers what it held: nothing is dropped silently.
+    c.request("stop", {"worker": "crasher"})
+    held = [c.recv_reply(10) for _ in range(3)]
+    assert {e.reply_to for e in held} == set(ids[:3])
+    assert all(e.data["code"] == ErrorCode.WORKER_UNAVAILABLE for e in held)
+
+
+def test_private_bus_endpoints(make_stack) -> None:
+    stack = make_stack().start()
+    info = stack.client.info
+    run_file = stack.data_dir / "run" / "bus.json"
+    if sys.platform != "win32":
+        assert stat.S_IMODE(run_file.stat().st_mode) == 0o600
+    if info.ipc_dir:
+        assert stat.S_IMODE(os.stat(info.ipc_dir).st_mode) == 0o700
+    else:
+        assert info.router.startswith("tcp://127.0.0.1:")
+    # A client without the launch secret is not let in.
+    from supervisor.bus import BusClient, BusInfo
+
+    intruder = BusClient(BusInfo(info.router, info.xsub, info.xpub, "wrong-secret", 0))
+    with pytest.raises(TimeoutError):
+        intruder.request("status", timeout=1.0)
+    intruder.close()
+    assert stack.client.request("ping").data == {"from": "supervisor"}
