@@ -99,11 +99,14 @@ class Child:
         self.ident = f"w:{self.name}:{self.generation}".encode()
         boot = {**boot, "name": self.name, "ident": self.ident.decode(), "options": self.options}
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
-        flags = subprocess.CREATE_NEW_PROCESS_GROUP if sys.platform == "win32" else 0
+        # Own process group/session: a Ctrl-C or a signal to the launcher's group reaches the
+        # supervisor only, which then stops the workers in order.
+        windows = sys.platform == "win32"
         proc = subprocess.Popen(
             [sys.executable, "-m", self.module, *self.args], cwd=REPO_ROOT, env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            creationflags=flags)
+            creationflags=subprocess.CREATE_NEW_PROCESS_GROUP if windows else 0,
+            start_new_session=not windows)
         assert proc.stdin is not None
         proc.stdin.write((json.dumps(boot) + "\n").encode())
         proc.stdin.flush()

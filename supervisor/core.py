@@ -98,8 +98,10 @@ class Supervisor:
         self.info = BusInfo(self.router.last_endpoint.decode(), xsub.last_endpoint.decode(),
                             xpub.last_endpoint.decode(), info.secret, os.getpid(), info.ipc_dir)
         # The event relay is libzmq's own proxy in a thread: it never touches Python per event.
-        self._proxy = threading.Thread(target=self._run_proxy, args=(xsub, xpub), daemon=True,
-                                       name="event-proxy")
+        self._proxy_ctl = self.ctx.socket(zmq.PAIR)
+        self._proxy_ctl.bind("inproc://proxy-control")
+        self._proxy = threading.Thread(target=self._run_proxy, args=(self.ctx, xsub, xpub),
+                                       daemon=True, name="event-proxy")
         self._proxy.start()
         self.pub = self.ctx.socket(zmq.PUB)
         secure_client(self.pub, info.secret)
@@ -111,14 +113,14 @@ class Supervisor:
         self.poller.register(self.exits, zmq.POLLIN)
 
     @staticmethod
-    def _run_proxy(xsub: zmq.Socket, xpub: zmq.Socket) -> None:
+    def _run_proxy(ctx: zmq.Context, xsub: zmq.Socket, xpub: zmq.Socket) -> None:
+        ctl = ctx.socket(zmq.PAIR)
+        ctl.connect("inproc://proxy-control")
         try:
-            zmq.proxy(xsub, xpub)
-        except zmq.ContextTerminated:
-            pass
+            zmq.proxy_steerable(xsub, xpub, None, ctl)  # returns on TERMINATE
         finally:
-            xsub.close(0)
-            xpub.close(0)
+            for s in (xsub, xpub, ctl):
+                s.close(0)
 
     # -- public --------------------------------------------------------------------------
     def run(self) -> None:
@@ -510,9 +512,10 @@ class Supervisor:
             child.close_log()
         with contextlib.suppress(OSError):
             (self.run_dir / RUN_FILE).unlink()
+        self._proxy_ctl.send(b"TERMINATE")
+        self._proxy.join(timeout=2)
         self.auth.stop()
         self.ctx.destroy(linger=0)
-        self._proxy.join(timeout=1)
         if self.info.ipc_dir:
             shutil.rmtree(self.info.ipc_dir, ignore_errors=True)
         log.info("supervisor stopped")

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
-from supervisor.bus import BusClient, BusInfo
-
-ROOT = Path(__file__).resolve().parent.parent
+from supervisor.harness import Stack
 
 FAST_SUPERVISOR = {
     "heartbeat_interval_s": 0.2,
@@ -30,105 +21,6 @@ FAST_SUPERVISOR = {
     "stats_interval_s": 0.5,
     "drain_timeout_s": 20.0,
 }
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
-
-
-class Stack:
-    def __init__(self, data_dir: Path, config: dict[str, Any]) -> None:
-        self.data_dir = data_dir
-        self.config_path = data_dir / "config.json"
-        self.config_path.write_text(json.dumps(config))
-        self.proc: subprocess.Popen | None = None
-        self._client: BusClient | None = None
-
-    def start(self, *args: str, ready: bool = True) -> Stack:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "launch.py"), "--headless", "--config",
-             str(self.config_path), *args], cwd=ROOT, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT)
-        wait_for(lambda: BusInfo.load(self.data_dir / "run") or self.proc.poll() is not None,
-                 30, "the supervisor's run file")
-        assert self.proc.poll() is None, self.output()
-        if ready:
-            enabled = [n for n, w in self.config()["workers"].items() if w.get("enabled", True)]
-            for name in enabled:
-                self.wait_state(name, "RUNNING", 60)
-        return self
-
-    def config(self) -> dict[str, Any]:
-        from supervisor.config import validate
-        return validate(json.loads(self.config_path.read_text()), [])
-
-    @property
-    def client(self) -> BusClient:
-        if self._client is None:
-            info = BusInfo.load(self.data_dir / "run")
-            assert info is not None, "stack not running"
-            self._client = BusClient(info)
-        return self._client
-
-    def new_client(self) -> BusClient:
-        info = BusInfo.load(self.data_dir / "run")
-        assert info is not None
-        return BusClient(info)
-
-    def status(self) -> dict[str, Any]:
-        return self.client.request("status", timeout=10).data
-
-    def worker(self, name: str) -> dict[str, Any]:
-        return self.status()["workers"][name]
-
-    def wait_state(self, name: str, state: str, timeout: float = 30,
-                   pred: Callable[[dict[str, Any]], bool] = lambda w: True) -> dict[str, Any]:
-        def check() -> dict[str, Any] | None:
-            w = self.worker(name)
-            return w if w["state"] == state and pred(w) else None
-        return wait_for(check, timeout, f"{name} to be {state}", every=0.05)
-
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "supervisor", "--config",
-                               str(self.config_path), *args], cwd=ROOT, capture_output=True,
-                              text=True, timeout=timeout)
-
-    def output(self) -> str:
-        if self.proc and self.proc.stdout and self.proc.poll() is not None:
-            return self.proc.stdout.read().decode("utf-8", "replace")
-        return ""
-
-    def stop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                kill_tree(self.proc.pid)
-                self.proc.wait(5)
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
-
-
-def kill_tree(pid: int) -> None:
-    try:
-        parent = psutil.Process(pid)
-        procs = [parent, *parent.children(recursive=True)]
-    except psutil.Error:
-        return
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
 
 
 def base_config(**sections: dict[str, Any]) -> dict[str, Any]:
@@ -161,13 +53,4 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s.start()
     yield s
     s.stop()
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return True
-
-
 

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from supervisor.bus import BusError
+from supervisor.harness import Stack, pid_gone, wait_for
 from supervisor.messages import ErrorCode
-from tests.conftest import Stack, pid_gone, wait_for
 
 WORKERS = ("inference", "gpu_monitor", "unity_bridge")
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals")
@@ -110,6 +110,9 @@ def test_sigterm_stops_everything_cleanly(make_stack) -> None:
     stack.proc.send_signal(signal.SIGTERM if sys.platform != "win32" else signal.CTRL_C_EVENT)
     assert stack.proc.wait(30) == 0
     assert all(pid_gone(p) for p in children)
+    out = stack.output()
+    assert "Traceback" not in out and "killed by" not in out, out
+    assert out.count("-> EXITED (stopped (shutdown): exit code 0)") == 3, out
     assert not (stack.data_dir / "run" / "bus.json").exists()
     result = stack.cli("status")
     assert result.returncode != 0 and "no companion stack is running" in result.stderr
@@ -144,7 +147,8 @@ def test_requests_wait_for_a_restarting_worker(make_stack) -> None:
     assert sorted(r.reply_to for r in replies) == ids
     assert all(r.type == "pong" and r.data["from"] == "unity_bridge" for r in replies)
     w = stack.worker("unity_bridge")
-    assert w["pid"] != old and w["restarts"] == 1 and w["last_exit"].startswith("stopped")
+    assert w["pid"] != old and w["restarts"] == 1
+    assert w["last_exit"] == "stopped (restart): exit code 0"
 
 
 def test_queue_overflow_gets_an_explicit_error(make_stack) -> None:
@@ -184,3 +188,29 @@ def test_private_bus_endpoints(make_stack) -> None:
         intruder.request("status", timeout=1.0)
     intruder.close()
     assert stack.client.request("ping").data == {"from": "supervisor"}
+
+
+def test_alive_is_not_ready_and_requests_wait_for_ready(make_stack) -> None:
+    # 2 s of "loading" is ten heartbeat intervals: alive all along, so never taken for hung.
+    stack = make_stack(workers={"loader": {"module": "tests.helpers.slow_ready_worker"}})
+    stack.start(ready=False)
+    stack.wait_state("loader", "STARTING", 10, lambda w: w["pid"] is not None)
+    c = stack.client
+    msg_id = c.send("ping", {"target": "loader"})
+    assert stack.worker("loader")["queued"] == 1
+    reply = c.recv_reply(30)
+    assert (reply.type, reply.reply_to, reply.data["from"]) == ("pong", msg_id, "loader")
+    w = stack.worker("loader")
+    assert w["state"] == "RUNNING" and w["restarts"] == 0 and w["last_exit"] == ""
+
+
+def test_worker_stats_are_published(make_stack) -> None:
+    stack = make_stack().start()
+    stack.client.subscribe(["worker_stats"])
+    ev = stack.client.wait_event(
+        "worker_stats", lambda e: all(w["cpu_percent"] is not None
+                                      for w in e.data["workers"].values()), timeout=10)
+    for name in WORKERS:
+        w = ev.data["workers"][name]
+        assert w["pid"] > 0 and w["rss"] > 1_000_000 and w["state"] == "RUNNING"
+        assert w["uptime_s"] > 0 and w["restarts"] == 0 and "last_exit" in w

@@ -244,8 +244,12 @@ class WorkerRuntime:
                 self.error(env, ErrorCode.INTERNAL, f"{self.name}: {type(exc).__name__}: {exc}")
 
     # -- main thread ---------------------------------------------------------------------
-    def run(self) -> None:
-        """Run handlers and timers on this thread until the supervisor asks us to stop."""
+    def run(self) -> NoReturn:
+        """Run handlers and timers on this thread until asked to stop, then end the process.
+
+        It ends with os._exit: the parent-watch thread is blocked reading stdin, and a normal
+        interpreter exit would abort on that thread's buffer lock.
+        """
         while not self.stopping.is_set():
             timeout = None
             if self._timers:
@@ -269,6 +273,8 @@ class WorkerRuntime:
         if self._bus_thread is not None:
             self._bus_thread.join(timeout=2)
         self.ctx.destroy(linger=0)
+        logging.shutdown()
+        os._exit(0)
 
     def _on_ping(self, env: Envelope) -> None:
         self.reply(env, "pong", {"from": self.name})
