@@ -28,6 +28,10 @@ class ErrorCode(IntEnum):
     INVALID_FIELD = 103
     WRONG_DIRECTION = 104
     UNAUTHORIZED = 105
+    PROTOCOL_VERSION = 106
+    HANDSHAKE_REQUIRED = 107
+    TOO_MANY_ERRORS = 108
+    TOO_MANY_CLIENTS = 109
     UNKNOWN_WORKER = 200
     WORKER_UNAVAILABLE = 201
     QUEUE_FULL = 202
@@ -40,10 +44,44 @@ class ErrorCode(IntEnum):
     MODEL_ERROR = 303
 
 
+ERROR_DOCS: dict[ErrorCode, str] = {
+    ErrorCode.MALFORMED_FRAME: "not msgpack, not a map, or no string 'type'",
+    ErrorCode.FRAME_TOO_LARGE: "the frame (or a TCP length prefix) exceeds the size limit",
+    ErrorCode.UNKNOWN_TYPE: "the type is not in the registry, or the receiver does not handle it",
+    ErrorCode.INVALID_FIELD: "a field is missing, of the wrong type, or out of range",
+    ErrorCode.WRONG_DIRECTION: "this sender may not send this type on this channel",
+    ErrorCode.UNAUTHORIZED: "missing or wrong token (Unity wire)",
+    ErrorCode.PROTOCOL_VERSION: "the client's protocol version is not the bridge's",
+    ErrorCode.HANDSHAKE_REQUIRED: "the first message on the Unity wire must be hello (only once)",
+    ErrorCode.TOO_MANY_ERRORS: "too many bad frames on one connection; it is closed",
+    ErrorCode.TOO_MANY_CLIENTS: "the bridge already serves unity_bridge.max_clients clients",
+    ErrorCode.UNKNOWN_WORKER: "no worker of that name",
+    ErrorCode.WORKER_UNAVAILABLE: "the worker is stopped or FATAL",
+    ErrorCode.QUEUE_FULL: "the worker is not ready and its request queue is full",
+    ErrorCode.WORKER_CRASHED: "the worker stopped while running the request",
+    ErrorCode.TIMEOUT: "no answer, no ready worker, or a silent peer, within the time limit",
+    ErrorCode.SHUTTING_DOWN: "the stack is shutting down",
+    ErrorCode.INVALID_REQUEST: "the request is well-formed but cannot be carried out",
+    ErrorCode.INTERNAL: "a handler failed unexpectedly",
+    ErrorCode.CANCELLED: "the request was cancelled",
+    ErrorCode.MODEL_ERROR: "the language model failed",
+}
+
+
+class Wire(str, Enum):
+    """Which way a type travels on the Unity TCP wire (a spec with wire=None is bus only)."""
+
+    TO_CLIENT = "to_client"  # bridge -> TCP client
+    FROM_CLIENT = "from_client"  # TCP client -> bridge
+    BOTH = "both"
+
+
 # Who may send a message. "client" is any bus client (CLI, GUI, tests); "worker" any worker.
 SUPERVISOR = "supervisor"
 CLIENT = "client"
 WORKER = "worker"
+BRIDGE = "unity_bridge"
+UNITY = "unity_client"  # a TCP client of the bridge (the Unity avatar, tools, tests)
 
 
 @dataclass(frozen=True)
@@ -66,19 +104,91 @@ class MessageSpec:
     final: tuple[str, ...] = ()
     # Requests only: safe to run again on a fresh worker if the one running it crashed.
     rerun_on_crash: bool = False
+    # The Unity TCP wire: None = bus only, else the direction it travels there. `bus` False:
+    # the type exists only on the wire (the handshake, per-client streams).
+    wire: Wire | None = None
+    bus: bool = True
 
 
 NUM = (int, float)
 WORKER_ARG = {"worker": Field(str, doc="worker name, e.g. inference")}
 
+
+# -- Unity bridge and its TCP wire (see docs/PROTOCOL.md) --------------------------------------
+def _avatar_command(name: str, doc: str, fields: dict[str, Field]) -> MessageSpec:
+    """A command for the avatar: from any bus or TCP client, forwarded to every avatar client."""
+    return MessageSpec(name, Kind.REQUEST, CLIENT, doc, fields, handler=BRIDGE, final=("ok",),
+                       wire=Wire.BOTH)
+
+
+_FROM_BRIDGE = "set by the bridge: the name the sending client gave in hello"
+_BRIDGE_SPECS: list[MessageSpec] = [
+    MessageSpec("hello", Kind.REQUEST, UNITY,
+                "First message of a TCP client; answered by welcome, or error and close.",
+                {"protocol": Field(int, doc="the client's protocol version"),
+                 "client": Field(str, doc="a name for logs and events, e.g. unity-avatar"),
+                 "token": Field(str, False, "unity_bridge.token, when the bridge has one")},
+                handler=BRIDGE, final=("welcome",), wire=Wire.FROM_CLIENT, bus=False),
+    MessageSpec("welcome", Kind.REPLY, BRIDGE, "Handshake accepted: what the bridge speaks and "
+                "the current avatar state, so a reconnecting client picks up where it was.",
+                {"protocol": Field(int), "server": Field(str),
+                 "session": Field(int, doc="this connection's number, for logs"),
+                 "capabilities": Field(dict, doc="accepts / emits: lists of message types"),
+                 "state": Field(dict, doc="avatar_state, expressions, profile, model, "
+                                          "transition_speed, auto_blink, auto_head_movement"),
+                 "ping_interval_s": Field(NUM), "timeout_s": Field(NUM, doc="silence limit")},
+                wire=Wire.TO_CLIENT, bus=False),
+    _avatar_command("load_model", "Load a VRM model from a file path on the avatar's machine.",
+                    {"path": Field(str)}),
+    _avatar_command("set_expression", "Set one expression (VRM preset or custom name); value "
+                    "is clamped to 0..1. VRM 1.0 names (happy, sad, relaxed) map to joy, "
+                    "sorrow, fun.", {"name": Field(str), "value": Field(NUM)}),
+    _avatar_command("reset_expressions", "Set every expression back to 0.", {}),
+    _avatar_command("set_transition_speed", "How fast expressions blend (clamped to 0.1..10).",
+                    {"speed": Field(NUM)}),
+    _avatar_command("set_auto_blink", "Turn automatic blinking on or off.",
+                    {"enabled": Field(bool)}),
+    _avatar_command("set_auto_head_movement", "Idle head movement: random turns every "
+                    "min..max seconds, up to max_angle degrees.",
+                    {"enabled": Field(bool), "min_interval": Field(NUM, False),
+                     "max_interval": Field(NUM, False), "max_angle": Field(NUM, False)}),
+    MessageSpec("avatar_state", Kind.EVENT, BRIDGE,
+                "What the avatar should look like it is doing: idle, thinking, speaking, loading.",
+                {"state": Field(str), "profile": Field(str, False),
+                 "reason": Field(str, False)}, wire=Wire.TO_CLIENT),
+    MessageSpec("speech", Kind.EVENT, BRIDGE, "Reply text for a speech bubble: the new piece "
+                "and the whole text so far; done on the last one.",
+                {"request_id": Field(int), "delta": Field(str), "text": Field(str),
+                 "done": Field(bool)}, wire=Wire.TO_CLIENT, bus=False),
+    MessageSpec("mouth", Kind.EVENT, BRIDGE,
+                "Mouth opening 0..1 that follows the streamed text, for simple lip movement.",
+                {"value": Field(NUM)}, wire=Wire.TO_CLIENT, bus=False),
+    MessageSpec("model_loaded", Kind.EVENT, UNITY, "The avatar client loaded a model.",
+                {"path": Field(str), "expressions": Field(list, False, "names it supports"),
+                 "client": Field(str, False, _FROM_BRIDGE)}, wire=Wire.FROM_CLIENT),
+    MessageSpec("clicked", Kind.EVENT, UNITY, "The user clicked the avatar.",
+                {"target": Field(str, False, "e.g. head, body"), "x": Field(NUM, False),
+                 "y": Field(NUM, False), "client": Field(str, False, _FROM_BRIDGE)},
+                wire=Wire.FROM_CLIENT),
+    MessageSpec("avatar_error", Kind.EVENT, UNITY,
+                "Something failed on the avatar side (a model that does not load, ...).",
+                {"message": Field(str), "command": Field(str, False, "the command that failed"),
+                 "client": Field(str, False, _FROM_BRIDGE)}, wire=Wire.FROM_CLIENT),
+    MessageSpec("client_connected", Kind.EVENT, BRIDGE, "A TCP client finished its handshake.",
+                {"client": Field(str), "session": Field(int), "peer": Field(str)}),
+    MessageSpec("client_disconnected", Kind.EVENT, BRIDGE, "A TCP client is gone, and why.",
+                {"client": Field(str), "session": Field(int), "reason": Field(str)}),
+]
+
 _SPECS: list[MessageSpec] = [
     # -- errors and liveness -------------------------------------------------------------
     MessageSpec("error", Kind.REPLY, "any", "A request failed or a frame was rejected.",
-                {"code": Field(int), "message": Field(str)}),
+                {"code": Field(int), "message": Field(str)}, wire=Wire.BOTH),
     MessageSpec("ping", Kind.REQUEST, CLIENT, "Round trip to the supervisor.",
                 {"target": Field(str, False, "worker to ping instead of the supervisor")},
-                handler=SUPERVISOR, final=("pong",)),
-    MessageSpec("pong", Kind.REPLY, "any", "Answer to ping.", {"from": Field(str, False)}),
+                handler=SUPERVISOR, final=("pong",), wire=Wire.BOTH),
+    MessageSpec("pong", Kind.REPLY, "any", "Answer to ping.", {"from": Field(str, False)},
+                wire=Wire.BOTH),
     MessageSpec("heartbeat", Kind.EVENT, WORKER,
                 "Sent by each worker's bus thread every heartbeat interval; "
                 "sent to the supervisor, which republishes nothing.",
@@ -115,7 +225,7 @@ _SPECS: list[MessageSpec] = [
     MessageSpec("shutdown", Kind.REQUEST, CLIENT, "Stop every worker and the supervisor.",
                 handler=SUPERVISOR, final=("ok",)),
     MessageSpec("ok", Kind.REPLY, "any", "A command was carried out.",
-                {"detail": Field(str, False)}),
+                {"detail": Field(str, False)}, wire=Wire.BOTH),
     # -- supervisor -> worker -------------------------------------------------------------
     MessageSpec("worker_stop", Kind.REQUEST, SUPERVISOR,
                 "Asks a worker to finish and exit; terminate and kill follow if it does not.",
@@ -147,6 +257,7 @@ _SPECS: list[MessageSpec] = [
                 {"state": Field(str), "profile": Field(str), "reason": Field(str, False)}),
     MessageSpec("gpu_stats", Kind.EVENT, "gpu_monitor", "One GPU reading, or why there is none.",
                 {"available": Field(bool), "reason": Field(str, False)}),
+    *_BRIDGE_SPECS,
 ]
 
 REGISTRY: dict[str, MessageSpec] = {s.name: s for s in _SPECS}

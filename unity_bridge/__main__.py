@@ -1,13 +1,6 @@
-"""Minimal bridge worker until the TCP server lands: joins the bus and stays ready."""
+"""`python -m unity_bridge`: the bridge worker (started by the supervisor, not by hand)."""
 
-from workers.runtime import WorkerRuntime
-
-
-def main() -> None:
-    rt = WorkerRuntime.from_stdin()
-    rt.ready({"clients": 0})
-    rt.run()
-
+from unity_bridge.worker import main
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,238 @@
+"""What the avatar should show, kept by the bridge: pure logic, no sockets, no threads.
+
+Commands are normalised here (clamped, VRM 1.0 names mapped to the VRM 0.x presets) so every
+client receives the same values the bridge keeps and replays in `welcome`. Events of the stack
+(chat, emotion, profile switch, worker state) become messages for the avatar clients.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+AVATAR_STATES = ("idle", "thinking", "speaking", "loading")
+EMOTIONS = ("joy", "angry", "sorrow", "fun", "surprised")  # "neutral" is all of them at 0
+# VRM 1.0 preset names (and common spellings) -> the VRM 0.x names the wire uses.
+ALIASES = {"happy": "joy", "sad": "sorrow", "relaxed": "fun", "surprise": "surprised",
+           "anger": "angry", "joyful": "joy"}
+MAX_NAME = 64
+MAX_PATH = 4096
+HEAD_DEFAULTS = {"enabled": True, "min_interval": 2.0, "max_interval": 6.0, "max_angle": 10.0}
+
+Outgoing = tuple[str, dict[str, Any]]  # a message type of the registry and its data
+
+
+class CommandError(ValueError):
+    """A command that cannot be carried out as given (the client gets INVALID_FIELD)."""
+
+
+def canonical_expression(name: str) -> str:
+    key = name.strip().lower()
+    return ALIASES.get(key, key)
+
+
+def _number(data: dict[str, Any], key: str, lo: float, hi: float,
+            default: float | None = None) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CommandError(f"'{key}' must be a number")
+    if not math.isfinite(value):
+        raise CommandError(f"'{key}' must be a finite number, got {value}")
+    return float(min(hi, max(lo, value)))
+
+
+def normalize(type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The data to keep and forward for an avatar command (types already checked by the codec)."""
+    if type_ == "load_model":
+        path = data["path"].strip()
+        if not path or len(path) > MAX_PATH:
+            raise CommandError(f"'path' must be 1..{MAX_PATH} characters")
+        return {"path": path}
+    if type_ == "set_expression":
+        name = canonical_expression(data["name"])
+        if not name or len(name) > MAX_NAME:
+            raise CommandError(f"'name' must be 1..{MAX_NAME} characters")
+        return {"name": name, "value": _number(data, "value", 0.0, 1.0)}
+    if type_ == "reset_expressions":
+        return {}
+    if type_ == "set_transition_speed":
+        return {"speed": _number(data, "speed", 0.1, 10.0)}
+    if type_ == "set_auto_blink":
+        return {"enabled": data["enabled"]}
+    if type_ == "set_auto_head_movement":
+        out = {"enabled": data["enabled"],
+               "min_interval": _number(data, "min_interval", 0.1, 600.0,
+                                       HEAD_DEFAULTS["min_interval"]),
+               "max_interval": _number(data, "max_interval", 0.1, 600.0,
+                                       HEAD_DEFAULTS["max_interval"]),
+               "max_angle": _number(data, "max_angle", 0.0, 45.0, HEAD_DEFAULTS["max_angle"])}
+        if out["min_interval"] > out["max_interval"]:
+            raise CommandError("'min_interval' must not exceed 'max_interval'")
+        return out
+    raise CommandError(f"'{type_}' is not an avatar command")
+
+
+def mouth_open(text: str) -> float:
+    """A mouth opening 0..1 for a piece of text: vowel-rich text opens wider; none closes it.
+
+    Deliberately simple (no phonemes, no audio): enough for a mouth that moves with the bubble.
+    """
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return 0.0
+    vowels = sum(1 for c in letters if c.lower() in "aeiouyàáâäèéêëìíîïòóôöùúûü")
+    return round(0.3 + 0.7 * min(1.0, 2.0 * vowels / len(letters)), 3)
+
+
+@dataclass
+class AvatarState:
+    """Everything a (re)connecting client needs in `welcome`."""
+
+    avatar_state: str = "idle"
+    reason: str = ""
+    profile: str = ""
+    model: str | None = None
+    expressions: dict[str, float] = field(default_factory=dict)
+    transition_speed: float = 1.0
+    auto_blink: bool = True
+    auto_head_movement: dict[str, Any] = field(default_factory=lambda: dict(HEAD_DEFAULTS))
+
+    def snapshot(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PERSISTED = ("model", "expressions", "transition_speed", "auto_blink", "auto_head_movement")
+
+
+class Avatar:
+    """The bridge's model of the avatar; every method returns the messages to broadcast."""
+
+    def __init__(self, profile: str = "", state_file: Path | None = None) -> None:
+        self.state = AvatarState(profile=profile)
+        self.state_file = state_file
+        self.request_id: int | None = None
+        self.text = ""
+        self._load()
+
+    # -- commands ------------------------------------------------------------------------
+    def command(self, type_: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Apply a command; returns its normalised data, which is what clients receive."""
+        clean = normalize(type_, data)
+        s = self.state
+        if type_ == "load_model":
+            s.model = clean["path"]
+        elif type_ == "set_expression":
+            s.expressions[clean["name"]] = clean["value"]
+        elif type_ == "reset_expressions":
+            s.expressions = {}
+        elif type_ == "set_transition_speed":
+            s.transition_speed = clean["speed"]
+        elif type_ == "set_auto_blink":
+            s.auto_blink = clean["enabled"]
+        elif type_ == "set_auto_head_movement":
+            s.auto_head_movement = dict(clean)
+        self._save()
+        return clean
+
+    def emotion(self, name: str, intensity: float) -> list[Outgoing]:
+        """An emotion replaces the previous one: its preset goes to `intensity`, the others to 0."""
+        key = canonical_expression(name)
+        if key != "neutral" and key not in EMOTIONS:
+            raise CommandError(f"unknown emotion '{name}'")
+        value = _number({"v": intensity}, "v", 0.0, 1.0)
+        out: list[Outgoing] = []
+        for preset in EMOTIONS:
+            target = value if preset == key else 0.0
+            if self.state.expressions.get(preset, 0.0) != target:
+                out.append(("set_expression",
+                            self.command("set_expression", {"name": preset, "value": target})))
+        return out
+
+    # -- the stack's events --------------------------------------------------------------
+    def set_state(self, state: str, reason: str = "") -> list[Outgoing]:
+        s = self.state
+        if (s.avatar_state, s.reason) == (state, reason):
+            return []
+        s.avatar_state, s.reason = state, reason
+        data: dict[str, Any] = {"state": state, "profile": s.profile}
+        if reason:
+            data["reason"] = reason
+        return [("avatar_state", data)]
+
+    def on_event(self, type_: str, data: dict[str, Any]) -> list[Outgoing]:
+        if type_ == "chat_started":
+            self.request_id, self.text = data["request_id"], ""
+            return self.set_state("thinking")
+        if type_ == "chat_delta":
+            if self.request_id not in (None, data["request_id"]):
+                return []  # a stale piece of a reply that already ended
+            self.request_id = data["request_id"]
+            self.text += data["text"]
+            return [*self.set_state("speaking"),
+                    ("speech", {"request_id": data["request_id"], "delta": data["text"],
+                                "text": self.text, "done": False}),
+                    ("mouth", {"value": mouth_open(data["text"])})]
+        if type_ == "chat_ended":
+            return [*self._end_speech(data["request_id"], data["text"]),
+                    *self.set_state("idle")]
+        if type_ == "emotion":
+            return self.emotion(data["name"], data["intensity"])
+        if type_ == "profile_status":
+            self.state.profile = data["profile"]
+            if data["state"] == "switching":
+                return self.set_state("loading", f"switching to profile {data['profile']}")
+            return self.set_state("idle")
+        if type_ == "worker_state" and data["worker"] == "inference":
+            return self._inference_state(data["state"])
+        return []
+
+    def _inference_state(self, state: str) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        if state != "RUNNING" and self.request_id is not None:
+            out += self._end_speech(self.request_id, self.text)
+        if state in ("STARTING", "BACKOFF", "STOPPING"):
+            reason = self.state.reason if self.state.avatar_state == "loading" else ""
+            return out + self.set_state("loading", reason or "the language model is starting")
+        if state == "RUNNING" and self.state.avatar_state == "loading":
+            return out + self.set_state("idle")
+        if state in ("EXITED", "FATAL"):
+            return out + self.set_state("idle", f"the language model is {state.lower()}")
+        return out
+
+    def _end_speech(self, request_id: int, text: str) -> list[Outgoing]:
+        self.request_id, self.text = None, ""
+        return [("speech", {"request_id": request_id, "delta": "", "text": text, "done": True}),
+                ("mouth", {"value": 0.0})]
+
+    # -- persistence: a restarted bridge replays the same state --------------------------
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        snap = self.state.snapshot()
+        tmp = self.state_file.with_suffix(".tmp")
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({k: snap[k] for k in PERSISTED}), encoding="utf-8")
+            os.replace(tmp, self.state_file)
+        except OSError:
+            pass  # losing the replay after a bridge restart is not worth failing a command
+
+    def _load(self) -> None:
+        if self.state_file is None:
+            return
+        try:
+            saved = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if not isinstance(saved, dict):
+            return
+        fresh = AvatarState()
+        for key in PERSISTED:
+            if key in saved and type(saved[key]) is type(getattr(fresh, key)):
+                setattr(self.state, key, saved[key])
+        if isinstance(saved.get("model"), str):
+            self.state.model = saved["model"]

@@ -1,0 +1,91 @@
+"""The bridge worker: joins the bus, serves the Unity wire, and keeps the two in step.
+
+Three threads, each with one job: the runtime's bus thread (heartbeats, inline event hand-off),
+the main thread (bus requests: avatar commands wait there for the loop's answer), and the
+asyncio loop thread that owns every TCP connection and the avatar state.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from typing import Any
+
+from supervisor.codec import Envelope
+from supervisor.messages import BRIDGE, PROTOCOL_VERSION, REGISTRY, ErrorCode, Kind
+from unity_bridge.avatar import Avatar, CommandError
+from unity_bridge.server import BridgeLoop, BridgeServer, Limits
+from workers.runtime import WorkerRuntime
+
+log = logging.getLogger("unity_bridge")
+
+COMMANDS = sorted(n for n, s in REGISTRY.items()
+                  if s.kind is Kind.REQUEST and s.handler == BRIDGE and s.bus)
+WIRE_ONLY_REQUESTS = sorted(n for n, s in REGISTRY.items()
+                            if s.kind is Kind.REQUEST and s.handler == BRIDGE and not s.bus)
+EVENTS = ("chat_started", "chat_delta", "chat_ended", "emotion", "profile_status",
+          "worker_state")
+STATE_FILE = "unity_bridge_state.json"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to anything
+
+
+def limits_from(cfg: dict[str, Any]) -> Limits:
+    return Limits(max_frame=cfg["max_frame_bytes"], handshake_timeout_s=cfg["handshake_timeout_s"],
+                  ping_interval_s=cfg["ping_interval_s"], client_timeout_s=cfg["client_timeout_s"],
+                  max_errors=cfg["max_errors"], max_clients=cfg["max_clients"],
+                  token=cfg["token"])
+
+
+def main() -> None:
+    rt = WorkerRuntime.from_stdin()
+    cfg = rt.config["unity_bridge"]
+    host: str = cfg["host"]
+    if not is_loopback(host) and not cfg["token"]:
+        rt.fail_config(f"config: 'unity_bridge.host' is {host!r}, which other machines can "
+                       f"reach: set 'unity_bridge.token' (clients must send it in hello), or "
+                       f"bind 127.0.0.1")
+    avatar = Avatar(profile=str(rt.config["ai"]["gpu_profile"]),
+                    state_file=rt.data_dir / "run" / STATE_FILE)
+    loop = BridgeLoop()
+    loop.start()
+    server = BridgeServer(limits_from(cfg), avatar, rt.publish)
+    try:
+        port = loop.run(server.start(host, cfg["port"]))
+    except socket.gaierror as exc:
+        rt.fail_config(f"config: 'unity_bridge.host' {host!r} cannot be resolved: {exc}")
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", host, cfg["port"], exc)
+        raise SystemExit(1) from None  # maybe transient (port still held): the supervisor retries
+    log.info("Unity wire listening on %s:%d (protocol %d)", host, port, PROTOCOL_VERSION)
+
+    def on_command(env: Envelope) -> None:
+        try:
+            _, count = loop.call(server.command, env.type, env.data)
+        except CommandError as exc:
+            rt.error(env, ErrorCode.INVALID_FIELD, f"{env.type}: {exc}")
+            return
+        rt.reply(env, "ok", {"detail": f"sent to {count} client(s)"})
+
+    def wire_only(env: Envelope) -> None:
+        rt.error(env, ErrorCode.WRONG_DIRECTION,
+                 f"'{env.type}' belongs to the Unity TCP wire (port {port}), not the bus")
+
+    for type_ in COMMANDS:
+        rt.on_request(type_, on_command)
+    for type_ in WIRE_ONLY_REQUESTS:
+        rt.on_request(type_, wire_only, inline=True)
+    for type_ in EVENTS:
+        rt.on_event(type_, lambda env: loop.post(server.bus_event, env.type, env.data),
+                    inline=True)
+    rt.on_stop(lambda _drain: loop.run(server.close(), timeout=3))
+    rt.ready({"host": host, "port": port, "protocol": PROTOCOL_VERSION})
+    rt.run()
