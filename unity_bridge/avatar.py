@@ -116,6 +116,7 @@ class Avatar:
         self.state_file = state_file
         self.request_id: int | None = None
         self.text = ""
+        self.switching = False  # a profile switch runs: inference stopping is not "idle"
         self._load()
 
     # -- commands ------------------------------------------------------------------------
@@ -183,7 +184,8 @@ class Avatar:
             return self.emotion(data["name"], data["intensity"])
         if type_ == "profile_status":
             self.state.profile = data["profile"]
-            if data["state"] == "switching":
+            self.switching = data["state"] == "switching"
+            if self.switching:
                 return self.set_state("loading", f"switching to profile {data['profile']}")
             return self.set_state("idle")
         if type_ == "worker_state" and data["worker"] == "inference":
@@ -194,13 +196,17 @@ class Avatar:
         out: list[Outgoing] = []
         if state != "RUNNING" and self.request_id is not None:
             out += self._end_speech(self.request_id, self.text)
+        if state == "FATAL":
+            self.switching = False
+            return out + self.set_state("idle", "the language model failed to start")
+        if self.switching:  # stop, exit, start, ready: all of it is the switch's "loading"
+            return out
         if state in ("STARTING", "BACKOFF", "STOPPING"):
-            reason = self.state.reason if self.state.avatar_state == "loading" else ""
-            return out + self.set_state("loading", reason or "the language model is starting")
+            return out + self.set_state("loading", "the language model is starting")
         if state == "RUNNING" and self.state.avatar_state == "loading":
             return out + self.set_state("idle")
-        if state in ("EXITED", "FATAL"):
-            return out + self.set_state("idle", f"the language model is {state.lower()}")
+        if state == "EXITED":
+            return out + self.set_state("idle", "the language model is stopped")
         return out
 
     def _end_speech(self, request_id: int, text: str) -> list[Outgoing]:

@@ -79,6 +79,7 @@ class Connection:
         self.frames: collections.deque[bytes] = collections.deque()
         self.sent: collections.OrderedDict[int, str] = collections.OrderedDict()  # id -> type
         self.dropped = ""  # why we aborted it, if we did
+        self.broken: ProtocolError | None = None  # an unreadable length after queued frames
 
     def send(self, frame: bytes) -> None:
         if self.writer.is_closing():
@@ -98,8 +99,14 @@ class Connection:
             self.sent.popitem(last=False)
 
     async def next_frame(self, deadline: float) -> bytes | None:
-        """The next whole frame; None at EOF; Closed on timeout or an oversized length."""
+        """The next whole frame; None at EOF; Closed on timeout or an oversized length.
+
+        Frames that arrived before a bad length are served first, in order.
+        """
         while not self.frames:
+            if self.broken is not None:
+                self.send_error(self.broken.code, self.broken.message + "; closing")
+                raise Closed(self.broken.message)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
@@ -116,10 +123,9 @@ class Connection:
                                     f"({self.decoder.pending} bytes pending)")
                 return None
             try:
-                self.frames.extend(self.decoder.feed(data))
+                self.frames.extend(self.decoder.feed(data))  # keeps what came before an error
             except ProtocolError as exc:
-                self.send_error(exc.code, exc.message + "; closing")
-                raise Closed(exc.message) from None
+                self.broken = exc
         return self.frames.popleft()
 
 

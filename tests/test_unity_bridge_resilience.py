@@ -1,0 +1,90 @@
+"""The bridge across restarts: its own (state replay), and the inference worker's (it serves on)."""
+
+from __future__ import annotations
+
+import socket
+
+import psutil
+
+from supervisor.codec import Envelope
+from supervisor.harness import Stack
+from tests.helpers.bridge import bridge_sections, connect, connect_retry
+from unity_bridge.client import BridgeClient
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_avatar_reconnects_after_a_bridge_crash_and_gets_the_state_back(make_stack) -> None:
+    port = free_port()  # a fixed port, as a real avatar client has configured
+    stack = make_stack(**bridge_sections(port=port)).start()
+    avatar = connect_retry("127.0.0.1", port, name="avatar")
+    stack.client.request("load_model", {"path": "/avatars/alice.vrm"})
+    stack.client.request("set_expression", {"name": "relaxed", "value": 0.7})
+    stack.client.request("set_auto_blink", {"enabled": False})
+    assert avatar.wait_for("set_auto_blink").data == {"enabled": False}
+    old = stack.worker("unity_bridge")["pid"]
+    psutil.Process(old).kill()
+    avatar.drain_until_closed(timeout=30)
+    avatar.close()
+    avatar = connect_retry("127.0.0.1", port, name="avatar")  # the client's reconnect loop
+    state = avatar.welcome.data["state"]
+    assert state["model"] == "/avatars/alice.vrm"
+    assert state["expressions"] == {"fun": 0.7} and state["auto_blink"] is False
+    w = stack.worker("unity_bridge")
+    assert w["pid"] != old and w["restarts"] == 1
+    assert avatar.request("ping").type == "pong"
+    avatar.close()
+
+
+def until_idle_again(avatar: BridgeClient, reason_part: str) -> list[Envelope]:
+    """Every message up to the avatar's return to idle; its states must be loading, idle."""
+    seen: list[Envelope] = []
+    while True:
+        env = avatar.recv(120)
+        seen.append(env)
+        if env.type == "avatar_state" and env.data["state"] == "idle":
+            break
+    states = [e.data for e in seen if e.type == "avatar_state"]
+    # Loading all along (no flicker to idle while inference restarts), then idle.
+    assert [s["state"] for s in states] == ["loading", "idle"], states
+    assert reason_part in states[0]["reason"]
+    return seen
+
+
+def test_bridge_serves_on_while_inference_is_killed_and_switched(make_stack) -> None:
+    stack: Stack = make_stack(unity_bridge={"port": 0}).start()
+    bridge_pid = stack.worker("unity_bridge")["pid"]
+    avatar = connect(stack, "avatar")
+    session = avatar.welcome.data["session"]
+    try:
+        stack.client.request("kill", {"worker": "inference"})
+        # While inference is down, commands still reach the avatar.
+        assert stack.client.request("set_expression", {"name": "joy", "value": 1}).data[
+            "detail"] == "sent to 1 client(s)"
+        seen = until_idle_again(avatar, "starting")
+        assert {"name": "joy", "value": 1.0} in [e.data for e in seen
+                                                 if e.type == "set_expression"]
+        stack.client.request("switch_profile", {"profile": "cpu_fallback"})
+        until_idle_again(avatar, "switching to profile cpu_fallback")
+        stack.wait_state("inference", "RUNNING", 60)
+        # The same connection all along; the bridge process never restarted.
+        assert avatar.request("ping").type == "pong" and not avatar.closed.is_set()
+        assert avatar.welcome.data["session"] == session
+        w = stack.worker("unity_bridge")
+        assert (w["pid"], w["restarts"], w["state"]) == (bridge_pid, 0, "RUNNING")
+        assert stack.worker("inference")["restarts"] == 2
+
+        # And a real chat drives the avatar end to end: thinking, speaking, bubble, idle.
+        done = stack.client.request("chat", {"text": "Say hello.", "max_tokens": 12},
+                                    timeout=120)
+        assert avatar.wait_for("avatar_state", timeout=30).data["state"] == "thinking"
+        assert avatar.wait_for("avatar_state", timeout=30).data["state"] == "speaking"
+        bubble = avatar.wait_for("speech", lambda e: e.data["done"], 30)
+        assert bubble.data["text"] == done.data["text"]
+        assert avatar.wait_for("avatar_state", timeout=30).data["state"] == "idle"
+    finally:
+        avatar.close()
