@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import psutil
 
 from supervisor.codec import Envelope
 from supervisor.harness import Stack
-from tests.helpers.bridge import bridge_sections, connect, connect_retry
+from tests.helpers.bridge import bridge_sections, connect, connect_retry, free_port
 from unity_bridge.client import BridgeClient
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_avatar_reconnects_after_a_bridge_crash_and_gets_the_state_back(make_stack) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -19,6 +20,13 @@ BRIDGE_ONLY: dict[str, Any] = {"workers": {"inference": {"enabled": False},
 
 def bridge_sections(**unity: Any) -> dict[str, dict[str, Any]]:
     return {**BRIDGE_ONLY, "unity_bridge": {"port": 0, **unity}}
+
+
+def free_port() -> int:
+    """A port nobody listens on now, for tests that need a fixed one (as real clients have)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def bridge_port(stack: Stack) -> int:
