@@ -156,7 +156,7 @@ class BusClient:
         ms = REGISTRY[type_]
         msg_id = self.send(type_, data)
         while True:
-            env = self._recv_for(msg_id, timeout)
+            env = self.recv_for(msg_id, timeout)
             if env.type == "error":
                 raise BusError(env.data.get("message", "error"), env.data.get("code"))
             yield env
@@ -168,7 +168,8 @@ class BusClient:
         *_, final = self.stream(type_, data, timeout)
         return final
 
-    def _recv_for(self, msg_id: int, timeout: float) -> Envelope:
+    def recv_for(self, msg_id: int, timeout: float) -> Envelope:
+        """Next reply to request `msg_id`; replies to other requests are kept for later."""
         deadline = time.monotonic() + timeout
         for i, env in enumerate(self._early):
             if env.reply_to == msg_id:

@@ -78,6 +78,7 @@ class Child:
     restarts: int = 0
     last_exit: str = ""
     stop_intent: StopIntent | None = None
+    stop_reason: str = ""  # told to clients whose requests are re-run after this stop
     stop_phase: int = 0
     queue: deque = field(default_factory=deque)
     in_flight: dict[int, Held] = field(default_factory=dict)

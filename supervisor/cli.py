@@ -35,11 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("worker")
     lg.add_argument("-n", "--lines", type=int, default=50)
     sub.add_parser("shutdown", help="stop the whole stack")
+    dr = sub.add_parser("doctor", help="check llama build, GPU, model and profiles (no stack "
+                                       "needed)")
+    dr.add_argument("--json", action="store_true")
+    dr.add_argument("--model", type=Path, help="check this GGUF instead of the configured one")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.cmd == "doctor":
+        from workers.inference.doctor import diagnose, print_report  # loads llama: not core
+
+        return print_report(diagnose(args.config, args.model), args.json)
     try:
         client = connect(args.config.resolve().parent / "run")
     except BusError as exc:
@@ -95,7 +103,8 @@ def chat(client: BusClient, args: argparse.Namespace) -> int:
             print(f"\n[{env.data['reason']}: running it again]", file=sys.stderr)
         elif env.type == "chat_done":
             d = env.data
-            print(f"\n[{d['tokens']} tokens, first after {d['ttft_ms']:.0f} ms, "
+            print()
+            print(f"[{d['tokens']} tokens, first after {d['ttft_ms']:.0f} ms, "
                   f"{d['tokens_per_s']:.1f} tokens/s]", file=sys.stderr)
     return 0
 
@@ -106,6 +115,10 @@ def print_status(reply: dict) -> None:
           f"rss {_mb(sup.get('rss'))}  profile {reply.get('profile') or '-'}")
     print(f"{'worker':<14}{'state':<10}{'pid':>8}{'cpu%':>7}{'rss':>9}{'up s':>8}"
           f"{'restarts':>9}  last exit")
+    inf = reply["workers"].get("inference", {}).get("ready_info") or {}
+    if inf.get("gpu_fallback"):
+        print(f"note: profile '{inf.get('requested_profile')}' runs as '{inf.get('profile')}': "
+              f"{(inf.get('notes') or ['-'])[-1]}")
     for name, w in reply["workers"].items():
         cpu = "-" if w["cpu_percent"] is None else f"{w['cpu_percent']:.1f}"
         print(f"{name:<14}{w['state']:<10}{w['pid'] or '-':>8}{cpu:>7}{_mb(w['rss']):>9}"

@@ -61,6 +61,15 @@ SCHEMA: dict[str, Any] = {
         "model_path": Opt(OPT_STR, None, doc="GGUF file; null for the embedded default"),
         "persona": Opt(str, "You are a friendly desktop companion. Answer briefly and warmly."),
         "max_tokens": Opt(int, 256, min=1, max=32768),
+        "temperature": Opt(NUM, 0.7, min=0, max=5),
+        "top_p": Opt(NUM, 0.9, min=0, max=1),
+        "repeat_penalty": Opt(NUM, 1.1, min=0.5, max=5),
+        "warmup": Opt(bool, True, doc="evaluate the system prompt at load"),
+        "profiles_file": Opt(OPT_STR, None, doc="GPU profiles; null for data/profiles.json"),
+        "memory_file": Opt(OPT_STR, None,
+                           doc="conversation memory (SQLite); null for <data dir>/memory.sqlite"),
+        "vram_margin_mb": Opt(int, 512, min=0, max=65536,
+                              doc="VRAM kept free when planning GPU layers"),
     },
     "supervisor": {
         "heartbeat_interval_s": Opt(NUM, 1.0, min=0.05, max=60),
@@ -196,6 +205,52 @@ def _expects(rule: Opt) -> str:
 def _kind(value: Any) -> str:
     return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
             dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+PROFILE_SCHEMA: dict[str, Any] = {
+    "description": Opt(str, ""),
+    "n_gpu_layers": Opt((int, type(None)), None, min=-1, max=100_000,
+                        doc="layers on the GPU; -1 all; null: as many as vram_fraction allows"),
+    "vram_fraction": Opt(NUM, 0.0, min=0, max=1,
+                         doc="share of total VRAM this profile may fill (weights+KV+buffers)"),
+    "n_ctx": Opt(int, 2048, min=128, max=1 << 20),
+    "n_batch": Opt(int, 512, min=1, max=65536),
+    "n_threads": Opt((int, type(None)), None, min=1, max=1024,
+                     doc="null: the number of physical cores"),
+    "use_mlock": Opt(bool, False),
+    "flash_attn": Opt(bool, False),
+}
+AUTO_PROFILE = "auto"
+DEFAULT_PROFILES = REPO_ROOT / "data" / "profiles.json"
+
+
+def load_profiles(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The GPU profiles file (`cpu_fallback` must be there: it is what every fallback uses)."""
+    path = path or DEFAULT_PROFILES
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read the profiles file {path}: {exc}") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{path}: must be an object of profile name -> settings")
+    warnings: list[str] = []
+    out = {}
+    for name, entry in raw.items():
+        if name == AUTO_PROFILE:
+            raise ConfigError(f"{path}: '{AUTO_PROFILE}' is reserved (it picks a profile)")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: profile '{name}' must be an object")
+        out[name] = _section(entry, PROFILE_SCHEMA, f"profiles.{name}.", warnings)
+    if warnings:
+        raise ConfigError(f"{path}: " + "; ".join(warnings))
+    if "cpu_fallback" not in out:
+        raise ConfigError(f"{path}: the 'cpu_fallback' profile is required")
+    return out
+
+
+def profiles_path(cfg: dict[str, Any]) -> Path:
+    chosen = cfg["ai"]["profiles_file"]
+    return Path(chosen) if chosen else DEFAULT_PROFILES
 
 
 def default_config() -> dict[str, Any]:

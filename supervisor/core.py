@@ -38,7 +38,13 @@ from supervisor.bus import (
 )
 from supervisor.child import Child, Held, State, StopIntent
 from supervisor.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode, encode, error, make
-from supervisor.config import EXIT_CONFIG_ERROR
+from supervisor.config import (
+    AUTO_PROFILE,
+    EXIT_CONFIG_ERROR,
+    ConfigError,
+    load_profiles,
+    profiles_path,
+)
 from supervisor.messages import SUPERVISOR, WORKER, ErrorCode, Kind
 
 log = logging.getLogger("supervisor")
@@ -257,6 +263,10 @@ class Supervisor:
     # -- requests for workers ------------------------------------------------------------
     def _route(self, child: Child, ident: bytes, env: Envelope) -> None:
         assert env.id is not None
+        ms = env.spec
+        if ms is not None and ms.refers_to and not self._translate_ref(child, ident, env,
+                                                                        ms.refers_to):
+            return
         held = Held(ident, env.id, env, time.monotonic())
         if child.state is State.RUNNING and not child.queue:
             self._forward(child, held)
@@ -266,6 +276,29 @@ class Supervisor:
             self._reject(held, ErrorCode.SHUTTING_DOWN, "the stack is shutting down")
         else:
             self._hold(child, held)
+
+    def _translate_ref(self, child: Child, ident: bytes, env: Envelope, field: str) -> bool:
+        """Point `field` at the id the worker knows; answer here if the worker need not see it.
+
+        A referenced request still waiting in our queue is answered (CANCELLED) and removed
+        right here; one in flight gets its worker-side id. Returns True to route on.
+        """
+        client_id = env.data[field]
+        for held in list(child.queue):
+            if held.client == ident and held.client_id == client_id:
+                child.queue.remove(held)
+                self._reject(held, ErrorCode.CANCELLED, "cancelled before it started")
+                self._send(ident, make("ok", {"detail": f"request {client_id} cancelled"},
+                                       reply_to=env.id))
+                return False
+        for fwd, held in child.in_flight.items():
+            if held.client == ident and held.client_id == client_id:
+                env.data = {**env.data, field: fwd}
+                return True
+        self._send(ident, error(ErrorCode.INVALID_REQUEST,
+                                f"no request {client_id} of yours is waiting or running on "
+                                f"'{child.name}'", env.id))
+        return False
 
     def _hold(self, child: Child, held: Held, front: bool = False) -> None:
         if len(child.queue) >= self.sup_cfg["queue_limit"]:
@@ -385,10 +418,13 @@ class Supervisor:
         self._set_state(child, State.RUNNING,
                         f"ready {child.ready_at - child.started_at:.3f} s after start")
         if self._switch and self._switch["worker"] == child.name:
-            self._publish("profile_status", {"state": "ready",
-                                             "profile": str(child.ready_info.get(
-                                                 "profile", self._switch["profile"])),
-                                             "reason": self._switch["reason"]})
+            info = child.ready_info
+            notes = "; ".join(info.get("notes") or [])
+            self._publish("profile_status", {
+                "state": "ready", "profile": str(info.get("profile", self._switch["profile"])),
+                "requested": self._switch["profile"],
+                "reason": self._switch["reason"] + (f" ({notes})" if notes else ""),
+                "load_s": info.get("load_s"), "warmup_s": info.get("warmup_s")})
             self._switch = None
         self._flush_queue(child)
 
@@ -409,7 +445,7 @@ class Supervisor:
             self._on_crash(child, child.last_exit)
             return
         child.last_exit = f"stopped ({intent.value}): {how}"
-        self._settle_in_flight(child, f"{intent.value} requested")
+        self._settle_in_flight(child, child.stop_reason or f"{intent.value} requested")
         if intent is StopIntent.RESTART:
             child.restarts += 1
             self._set_state(child, State.EXITED, child.last_exit)
@@ -464,10 +500,12 @@ class Supervisor:
                 child.kill()
 
     # -- stopping ------------------------------------------------------------------------
-    def _stop(self, child: Child, intent: StopIntent, drain_s: float | None = None) -> None:
+    def _stop(self, child: Child, intent: StopIntent, drain_s: float | None = None,
+              reason: str = "") -> None:
         """Ask, wait, terminate, wait, kill: each step a timer, never a blocking wait."""
         if not child.alive:
             return
+        child.stop_reason = reason
         if child.stop_intent is not None:
             child.stop_intent = intent  # already stopping: just update what happens after
             return
@@ -590,6 +628,15 @@ class Supervisor:
                  "start it with: python -m supervisor restart inference")
             return
         profile = data["profile"]
+        try:
+            known = [*load_profiles(profiles_path(self.cfg)), AUTO_PROFILE]
+        except ConfigError as exc:
+            fail(ErrorCode.INVALID_REQUEST, str(exc))
+            return
+        if profile not in known:
+            fail(ErrorCode.INVALID_REQUEST,
+                 f"unknown profile '{profile}'; profiles: {', '.join(known)}")
+            return
         reason = data.get("reason") or "requested"
         emergency = bool(data.get("emergency"))
         child.options["profile"] = profile
@@ -598,7 +645,8 @@ class Supervisor:
                                          "reason": reason})
         if child.alive:
             drain = 0.0 if emergency else self.sup_cfg["drain_timeout_s"]
-            self._stop(child, StopIntent.RESTART, drain_s=drain)
+            self._stop(child, StopIntent.RESTART, drain_s=drain,
+                       reason=f"{'emergency ' if emergency else ''}switch to profile '{profile}'")
         ok(f"switching inference to profile '{profile}'"
            + (" (emergency: the reply in flight is re-run)" if emergency else ""))
 

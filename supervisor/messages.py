@@ -104,6 +104,9 @@ class MessageSpec:
     final: tuple[str, ...] = ()
     # Requests only: safe to run again on a fresh worker if the one running it crashed.
     rerun_on_crash: bool = False
+    # Requests only: a data field holding the id of another request of the same client; the
+    # supervisor translates it to the id the worker knows.
+    refers_to: str | None = None
     # The Unity TCP wire: None = bus only, else the direction it travels there. `bus` False:
     # the type exists only on the wire (the handshake, per-client streams).
     wire: Wire | None = None
@@ -233,15 +236,22 @@ _SPECS: list[MessageSpec] = [
                 handler=WORKER, final=("ok",)),
     # -- inference ------------------------------------------------------------------------
     MessageSpec("chat", Kind.REQUEST, CLIENT, "Ask the companion; replies stream as chat_token.",
-                {"text": Field(str), "conversation": Field(str, False),
+                {"text": Field(str),
+                 "user": Field(str, False, "whose memory to use (default 'local')"),
+                 "conversation": Field(str, False, "conversation name (default 'default')"),
                  "max_tokens": Field(int, False)},
                 handler="inference", final=("chat_done",), rerun_on_crash=True),
+    MessageSpec("chat_cancel", Kind.REQUEST, CLIENT,
+                "Stop a chat of the same client between tokens; it ends with cancelled=true.",
+                {"request_id": Field(int, doc="the id the client gave the chat request")},
+                handler="inference", final=("ok",), refers_to="request_id"),
     MessageSpec("chat_token", Kind.REPLY, "inference", "One streamed piece of a reply.",
                 {"text": Field(str), "index": Field(int)}),
     MessageSpec("chat_done", Kind.REPLY, "inference", "The whole reply and its figures.",
                 {"text": Field(str), "tokens": Field(int), "prompt_tokens": Field(int, False),
                  "ttft_ms": Field(NUM), "tokens_per_s": Field(NUM),
-                 "cancelled": Field(bool, False)}),
+                 "cancelled": Field(bool, False), "emotion": Field(str, False),
+                 "intensity": Field(NUM, False)}),
     MessageSpec("request_retry", Kind.REPLY, SUPERVISOR,
                 "The worker running this request died; it is being run again.",
                 {"reason": Field(str), "attempt": Field(int)}),
@@ -255,6 +265,18 @@ _SPECS: list[MessageSpec] = [
     MessageSpec("profile_status", Kind.EVENT, SUPERVISOR,
                 "Profile switch progress: switching, then ready with the new profile.",
                 {"state": Field(str), "profile": Field(str), "reason": Field(str, False)}),
+    MessageSpec("chat_started", Kind.EVENT, "inference",
+                "A reply is being prepared (the avatar can look thoughtful).",
+                {"request_id": Field(int, doc="stack-wide id of the chat")}),
+    MessageSpec("chat_delta", Kind.EVENT, "inference",
+                "A streamed piece of the reply, for speech bubbles and lip movement.",
+                {"request_id": Field(int), "text": Field(str), "index": Field(int)}),
+    MessageSpec("chat_ended", Kind.EVENT, "inference", "The reply is complete or was cancelled.",
+                {"request_id": Field(int), "text": Field(str), "cancelled": Field(bool)}),
+    MessageSpec("emotion", Kind.EVENT, "inference",
+                "Emotion of a reply as a VRM preset name (joy, angry, sorrow, fun, surprised, "
+                "neutral) with an intensity 0..1.",
+                {"name": Field(str), "intensity": Field(NUM), "request_id": Field(int, False)}),
     MessageSpec("gpu_stats", Kind.EVENT, "gpu_monitor", "One GPU reading, or why there is none.",
                 {"available": Field(bool), "reason": Field(str, False)}),
     *_BRIDGE_SPECS,

@@ -24,8 +24,9 @@ FAST_SUPERVISOR = {
 
 
 def base_config(**sections: dict[str, Any]) -> dict[str, Any]:
+    # Port 0: each stack's bridge gets a free port, so stacks never collide.
     cfg: dict[str, Any] = {"version": 1, "supervisor": dict(FAST_SUPERVISOR),
-                           "logging": {"level": "INFO"}}
+                           "unity_bridge": {"port": 0}, "logging": {"level": "INFO"}}
     for key, value in sections.items():
         cfg[key] = {**cfg.get(key, {}), **copy.deepcopy(value)}
     return cfg

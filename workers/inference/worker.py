@@ -1,7 +1,8 @@
-"""Inference worker: loads the GGUF once, warms it up, then streams chat replies.
+"""Inference worker: plans the profile, loads the GGUF once, warms up, streams chat replies.
 
-Generation runs on its own thread so the main thread stays free for stop requests; one reply
-is generated at a time, in arrival order.
+Generation runs on its own thread, one reply at a time in arrival order, so the main thread
+stays free for stop requests and the bus thread for cancels. Tokens go to the asker as replies
+and to everyone else (the avatar) as `chat_delta` events.
 """
 
 from __future__ import annotations
@@ -11,59 +12,129 @@ import queue
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from supervisor.codec import Envelope
-from supervisor.config import DEFAULT_MODEL
+from supervisor.config import DEFAULT_MODEL, ConfigError, load_profiles, profiles_path
 from supervisor.messages import ErrorCode
+from workers.gpu_monitor.sources import NvmlSource
+from workers.inference import emotion
+from workers.inference.gguf_info import GGUFError, read_model_info
 from workers.inference.llama_loader import open_model
+from workers.inference.memory import Memory
+from workers.inference.planner import MiB, Plan, plan_profile
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("inference")
 
+TEMPLATE_TOKENS_PER_MESSAGE = 8  # role markers the chat template adds around each message
+VRAM_WAIT_S = 5.0
 
-def model_path(rt: WorkerRuntime) -> Path:
-    chosen = rt.options.get("model") or rt.config["ai"]["model_path"]
+
+def model_path(options: dict[str, Any], config: dict[str, Any]) -> Path:
+    chosen = options.get("model") or config["ai"]["model_path"]
     return Path(chosen).expanduser() if chosen else DEFAULT_MODEL
+
+
+class PromptTooLong(ValueError):
+    pass
 
 
 class InferenceWorker:
     def __init__(self, rt: WorkerRuntime) -> None:
         self.rt = rt
+        self.ai = rt.config["ai"]
         self.jobs: queue.Queue[Envelope] = queue.Queue()
         self.busy = threading.Event()
         self.abandon = threading.Event()
-        self.profile = str(rt.options.get("profile") or rt.config["ai"]["gpu_profile"])
+        self.cancelled: set[int] = set()
 
+    # -- loading -------------------------------------------------------------------------
     def load(self) -> None:
-        path = model_path(self.rt)
+        rt = self.rt
+        path = model_path(rt.options, rt.config)
         if not path.is_file():
-            self.rt.fail_config(
-                f"model file not found: {path}. Run `python bootstrap.py setup` to extract the "
-                f"embedded default model, or pass --model PATH (see models/README.md)")
+            rt.fail_config(f"model file not found: {path}. Run `python3 bootstrap.py setup` to "
+                           f"extract the embedded default model, or pass --model PATH to a GGUF "
+                           f"file (see models/README.md)")
+        try:
+            model = read_model_info(path)
+            profiles = load_profiles(profiles_path(rt.config))
+        except (GGUFError, OSError, ConfigError) as exc:
+            rt.fail_config(f"cannot use {path}: {exc}")
+        import llama_cpp
+
+        supports_gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        source = NvmlSource()
+        requested = str(rt.options.get("profile") or self.ai["gpu_profile"])
+        try:
+            plan = plan_profile(requested, profiles, model, source.memory(), supports_gpu,
+                                psutil.cpu_count(logical=False) or 1,
+                                self.ai["vram_margin_mb"] * MiB)
+        except KeyError as exc:
+            rt.fail_config(f"{exc.args[0]} (set ai.gpu_profile or --profile; profiles live in "
+                           f"{profiles_path(rt.config)})")
+        for note in plan.notes:
+            (log.warning if plan.gpu_fallback else log.info)("%s", note)
+        if plan.n_gpu_layers:
+            self._wait_for_vram(source, plan)
         t0 = time.perf_counter()
         try:
-            self.llm = open_model(path, n_ctx=2048, n_gpu_layers=0,
-                                  n_threads=psutil.cpu_count(logical=False) or 1, verbose=False)
+            self.llm = open_model(path, **plan.llama_params(), verbose=False)
         except (ValueError, RuntimeError) as exc:
-            self.rt.fail_config(f"could not load model {path}: {exc}. Is it a GGUF file? "
-                                f"(see models/README.md)")
+            rt.fail_config(f"could not load model {path}: {exc} (see models/README.md)")
         load_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        self.llm.create_chat_completion(messages=self._messages("hi"), max_tokens=1)
-        warmup_s = time.perf_counter() - t0
-        info = {"profile": self.profile, "model": path.name, "load_s": round(load_s, 3),
-                "warmup_s": round(warmup_s, 3)}
+        self.plan, self.model = plan, model
+        self.n_ctx = self.llm.n_ctx()
+        self.persona_tokens = self.count(self.ai["persona"]) + TEMPLATE_TOKENS_PER_MESSAGE
+        memory_file = self.ai["memory_file"]
+        self.memory = Memory(Path(memory_file) if memory_file else rt.data_dir / "memory.sqlite")
+        warmup_s = self._warm_up() if self.ai["warmup"] else 0.0
+        info = {"profile": plan.profile, "requested_profile": plan.requested,
+                "gpu_offload_supported": supports_gpu, "gpu_fallback": plan.gpu_fallback,
+                "n_gpu_layers": plan.n_gpu_layers, "n_ctx": self.n_ctx,
+                "n_threads": plan.n_threads, "est_vram_mb": round(plan.est_vram_bytes / MiB),
+                "model": path.name, "model_layers": model.n_layers,
+                "load_s": round(load_s, 3), "warmup_s": round(warmup_s, 3),
+                "notes": plan.notes}
         log.info("model loaded: %s", info)
         threading.Thread(target=self._generate_loop, daemon=True, name="generate").start()
-        self.rt.on_request("chat", self.jobs.put, inline=True)
-        self.rt.on_stop(self._drain)
-        self.rt.ready(info)
+        rt.on_request("chat", self.jobs.put, inline=True)
+        rt.on_request("chat_cancel", self._on_cancel, inline=True)
+        rt.on_stop(self._drain)
+        rt.ready(info)
 
-    def _messages(self, text: str) -> list[dict[str, str]]:
-        return [{"role": "system", "content": self.rt.config["ai"]["persona"]},
-                {"role": "user", "content": text}]
+    def _wait_for_vram(self, source: NvmlSource, plan: Plan) -> None:
+        """After a switch the old process's VRAM comes back a moment after it exits."""
+        deadline = time.monotonic() + VRAM_WAIT_S
+        while time.monotonic() < deadline:
+            mem = source.memory()
+            if mem is None or mem.free >= plan.est_vram_bytes:
+                return
+            time.sleep(0.1)
+        log.warning("VRAM still short of the %d MiB estimate after %.0f s; loading anyway",
+                    plan.est_vram_bytes // MiB, VRAM_WAIT_S)
+
+    def _warm_up(self) -> float:
+        """Evaluate the persona once: its KV stays cached, so the first reply is not slower."""
+        t0 = time.perf_counter()
+        self.llm.create_chat_completion(messages=self._messages([], "Hello"), max_tokens=1)
+        return time.perf_counter() - t0
+
+    # -- chat ----------------------------------------------------------------------------
+    def count(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _messages(self, history: list, text: str) -> list[dict[str, str]]:
+        return ([{"role": "system", "content": self.ai["persona"]}]
+                + [{"role": m.role, "content": m.content} for m in history]
+                + [{"role": "user", "content": text}])
+
+    def _on_cancel(self, env: Envelope) -> None:
+        self.cancelled.add(env.data["request_id"])
+        self.rt.reply(env, "ok", {"detail": f"cancelling request {env.data['request_id']}"})
 
     def _generate_loop(self) -> None:
         while True:
@@ -71,40 +142,95 @@ class InferenceWorker:
             self.busy.set()
             try:
                 self._generate(env)
+            except PromptTooLong as exc:
+                self.rt.error(env, ErrorCode.INVALID_REQUEST, str(exc))
             except Exception as exc:
                 log.exception("generation failed")
                 self.rt.error(env, ErrorCode.MODEL_ERROR, f"generation failed: {exc}")
             finally:
+                self.cancelled.discard(env.id)
                 self.busy.clear()
 
+    def _plan_prompt(self, env: Envelope) -> tuple[list[dict[str, str]], int, int]:
+        """Messages that fit n_ctx with room for the reply: the newest history that fits."""
+        text = env.data["text"]
+        max_tokens = min(int(env.data.get("max_tokens") or self.ai["max_tokens"]),
+                         self.n_ctx // 2)
+        user_tokens = self.count(text) + TEMPLATE_TOKENS_PER_MESSAGE
+        budget = self.n_ctx - max_tokens - self.persona_tokens - user_tokens
+        if budget < 0:
+            room = self.n_ctx - max_tokens - self.persona_tokens - TEMPLATE_TOKENS_PER_MESSAGE
+            raise PromptTooLong(
+                f"message too long: {user_tokens - TEMPLATE_TOKENS_PER_MESSAGE} tokens, but the "
+                f"context window (n_ctx {self.n_ctx}) leaves room for {max(room, 0)} after the "
+                f"persona and {max_tokens} reply tokens; shorten it or use a profile with a "
+                f"larger n_ctx")
+        history = self.memory.window(self._user(env), self._conversation(env), budget)
+        prompt_tokens = self.persona_tokens + user_tokens + sum(m.tokens for m in history)
+        return self._messages(history, text), max_tokens, prompt_tokens
+
+    @staticmethod
+    def _user(env: Envelope) -> str:
+        return str(env.data.get("user") or "local")
+
+    @staticmethod
+    def _conversation(env: Envelope) -> str:
+        return str(env.data.get("conversation") or "default")
+
     def _generate(self, env: Envelope) -> None:
-        max_tokens = int(env.data.get("max_tokens") or self.rt.config["ai"]["max_tokens"])
+        rid = env.id
+        assert rid is not None
+        if rid in self.cancelled:  # cancelled while waiting behind another reply
+            self.rt.reply(env, "chat_done", {"text": "", "tokens": 0, "ttft_ms": 0.0,
+                                             "tokens_per_s": 0.0, "cancelled": True})
+            return
+        messages, max_tokens, prompt_tokens = self._plan_prompt(env)
+        self.rt.publish("chat_started", {"request_id": rid})
         t0 = time.perf_counter()
         ttft = 0.0
         pieces: list[str] = []
+        cancelled = False
         stream = self.llm.create_chat_completion(
-            messages=self._messages(env.data["text"]), max_tokens=max_tokens, stream=True)
+            messages=messages, max_tokens=max_tokens, stream=True,
+            temperature=self.ai["temperature"], top_p=self.ai["top_p"],
+            repeat_penalty=self.ai["repeat_penalty"])
         for chunk in stream:
             if self.abandon.is_set():
-                return  # stopping without drain: the supervisor runs it again elsewhere
+                return  # emergency stop: the supervisor runs this request again elsewhere
+            if rid in self.cancelled:
+                cancelled = True
+                break
             piece = chunk["choices"][0]["delta"].get("content")
             if not piece:
                 continue
             if not pieces:
                 ttft = time.perf_counter() - t0
-            self.rt.reply(env, "chat_token", {"text": piece, "index": len(pieces)})
+            index = len(pieces)
+            self.rt.reply(env, "chat_token", {"text": piece, "index": index})
+            self.rt.publish("chat_delta", {"request_id": rid, "text": piece, "index": index})
             pieces.append(piece)
         total = time.perf_counter() - t0
+        text = "".join(pieces)
+        if text:
+            self.memory.add(self._user(env), self._conversation(env), "user", env.data["text"],
+                            self.count(env.data["text"]) + TEMPLATE_TOKENS_PER_MESSAGE)
+            self.memory.add(self._user(env), self._conversation(env), "assistant", text,
+                            self.count(text) + TEMPLATE_TOKENS_PER_MESSAGE)
+        mood, intensity = emotion.detect(text)
+        self.rt.publish("emotion", {"name": mood, "intensity": intensity, "request_id": rid})
+        self.rt.publish("chat_ended", {"request_id": rid, "text": text, "cancelled": cancelled})
         gen_s = max(total - ttft, 1e-9)
         self.rt.reply(env, "chat_done", {
-            "text": "".join(pieces), "tokens": len(pieces), "ttft_ms": round(ttft * 1000, 3),
-            "tokens_per_s": round((len(pieces) - 1) / gen_s, 2) if len(pieces) > 1 else 0.0})
+            "text": text, "tokens": len(pieces), "prompt_tokens": prompt_tokens,
+            "ttft_ms": round(ttft * 1000, 3), "cancelled": cancelled,
+            "tokens_per_s": round((len(pieces) - 1) / gen_s, 2) if len(pieces) > 1 else 0.0,
+            "emotion": mood, "intensity": intensity})
 
     def _drain(self, drain_s: float) -> None:
         """Let the reply in flight (and those already handed to us) finish, up to drain_s."""
         deadline = time.monotonic() + drain_s
         while (self.busy.is_set() or not self.jobs.empty()) and time.monotonic() < deadline:
-            time.sleep(0.02)
+            time.sleep(0.01)
         self.abandon.set()
 
 

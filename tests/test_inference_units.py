@@ -1,0 +1,145 @@
+"""Pure parts of inference: GGUF header reading, VRAM planning, emotion, memory window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor.config import DEFAULT_MODEL, load_profiles
+from workers.inference.emotion import detect
+from workers.inference.gguf_info import GGUFError, ModelInfo, read_model_info
+from workers.inference.memory import Memory
+from workers.inference.planner import GpuMemory, MiB, estimate_vram, plan_profile
+
+GiB = 1024 * MiB
+PROFILES = load_profiles()
+
+
+def seven_b() -> ModelInfo:
+    """A Llama-2-7B Q4_K_M-like shape: 32 layers of ~120 MB."""
+    return ModelInfo(Path("x.gguf"), "llama", "7b", n_layers=32, n_embd=4096, n_head=32,
+                     n_head_kv=32, n_vocab=32000, n_ctx_train=4096, file_bytes=4 * GiB,
+                     layer_bytes=[120 * MiB] * 32, other_bytes=200 * MiB)
+
+
+def test_reads_the_embedded_model_header() -> None:
+    info = read_model_info(DEFAULT_MODEL)
+    assert (info.arch, info.n_layers, info.n_embd, info.n_head, info.n_head_kv) == (
+        "llama", 30, 576, 9, 3)
+    assert info.n_vocab == 49152 and info.n_ctx_train == 8192
+    assert len(info.layer_bytes) == 30 and min(info.layer_bytes) > 0
+    assert sum(info.layer_bytes) + info.other_bytes <= info.file_bytes
+
+
+def test_rejects_a_file_that_is_not_gguf(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"PK\x03\x04 not a model")
+    with pytest.raises(GGUFError, match="not a GGUF file"):
+        read_model_info(bad)
+    truncated = tmp_path / "cut.gguf"
+    truncated.write_bytes(DEFAULT_MODEL.read_bytes()[:64])
+    with pytest.raises(GGUFError):
+        read_model_info(truncated)
+
+
+def test_estimate_grows_with_layers_and_context() -> None:
+    m = seven_b()
+    assert estimate_vram(m, 0, 4096, 512) == 0
+    per_layer = [estimate_vram(m, k, 2048, 512) for k in range(1, 33)]
+    assert per_layer == sorted(per_layer)
+    assert estimate_vram(m, -1, 4096, 512) > estimate_vram(m, -1, 2048, 512)
+    # 7B Q4 fully offloaded at 4k context is known to need roughly 5.5-7 GB.
+    assert 5 * GiB < estimate_vram(m, -1, 4096, 512) < 7.5 * GiB
+
+
+def test_profiles_scale_with_the_card_not_fixed_counts() -> None:
+    m = seven_b()
+    gpu8 = GpuMemory(total=8 * GiB, free=7 * GiB)
+    layers = {n: plan_profile(n, PROFILES, m, gpu8, True, 4).n_gpu_layers
+              for n in ("fast", "balanced", "performance")}
+    assert 0 < layers["fast"] < layers["balanced"] <= layers["performance"] <= 32
+    for name in layers:
+        plan = plan_profile(name, PROFILES, m, gpu8, True, 4)
+        assert plan.est_vram_bytes <= PROFILES[name]["vram_fraction"] * gpu8.total
+        assert plan.profile == name and not plan.gpu_fallback
+    tiny = read_model_info(DEFAULT_MODEL)
+    assert plan_profile("fast", PROFILES, tiny, gpu8, True, 4).n_gpu_layers == 30
+
+
+def test_others_using_vram_shrink_the_plan() -> None:
+    m = seven_b()
+    free = plan_profile("performance", PROFILES, m, GpuMemory(8 * GiB, 7 * GiB), True, 4)
+    busy = plan_profile("performance", PROFILES, m, GpuMemory(8 * GiB, 3 * GiB), True, 4)
+    assert busy.n_gpu_layers < free.n_gpu_layers
+    assert busy.est_vram_bytes <= 3 * GiB - 512 * MiB
+
+
+def test_cpu_only_build_falls_back_and_says_how_to_rebuild() -> None:
+    plan = plan_profile("performance", PROFILES, seven_b(), GpuMemory(8 * GiB, 7 * GiB),
+                        False, 4)
+    assert (plan.profile, plan.requested, plan.n_gpu_layers) == ("cpu_fallback",
+                                                                 "performance", 0)
+    assert plan.gpu_fallback
+    assert "CPU-only" in plan.notes[-1] and "-DGGML_CUDA=on" in plan.notes[-1]
+
+
+def test_auto_choice() -> None:
+    m = seven_b()
+    assert plan_profile("auto", PROFILES, m, GpuMemory(16 * GiB, 15 * GiB), True, 4
+                        ).profile == "performance"
+    partial = plan_profile("auto", PROFILES, m, GpuMemory(6 * GiB, 5 * GiB), True, 4)
+    assert partial.profile in ("fast", "balanced", "performance")
+    assert 0 < partial.n_gpu_layers < 32
+    assert plan_profile("auto", PROFILES, m, GpuMemory(8 * GiB, 200 * MiB), True, 4
+                        ).profile == "cpu_fallback"
+    assert plan_profile("auto", PROFILES, m, None, True, 4).profile == "cpu_fallback"
+    no_build = plan_profile("auto", PROFILES, m, GpuMemory(16 * GiB, 15 * GiB), False, 4)
+    assert no_build.profile == "cpu_fallback" and "cannot offload" in no_build.notes[-1]
+
+
+def test_threads_default_to_physical_cores_and_ctx_to_the_model() -> None:
+    plan = plan_profile("cpu_fallback", PROFILES, seven_b(), None, False, 6)
+    assert plan.n_threads == 6
+    small_ctx = ModelInfo(Path("s"), "llama", "s", 4, 64, 4, 4, 100, 512, 1, [1] * 4, 1)
+    assert plan_profile("balanced", PROFILES, small_ctx, None, True, 2).n_ctx == 512
+
+
+def test_unknown_profile() -> None:
+    with pytest.raises(KeyError, match="unknown profile 'turbo'"):
+        plan_profile("turbo", PROFILES, seven_b(), None, True, 2)
+
+
+@pytest.mark.parametrize(("text", "preset"), [
+    ("I'm so happy you came back, that's wonderful!", "joy"),
+    ("Haha, that joke is so funny", "fun"),
+    ("I am sad and lonely today", "sorrow"),
+    ("Je suis vraiment triste, désolée", "sorrow"),
+    ("Wow, c'est incroyable !", "surprised"),
+    ("Je déteste ça, quelle colère", "angry"),
+    ("The meeting is at three.", "neutral"),
+])
+def test_emotion_presets(text: str, preset: str) -> None:
+    name, intensity = detect(text)
+    assert name == preset
+    assert (intensity == 0.0) if preset == "neutral" else (0.3 < intensity <= 1.0)
+
+
+def test_emotion_intensity_grows_with_evidence() -> None:
+    assert detect("happy")[1] < detect("happy happy, so glad and delighted!")[1]
+
+
+def test_memory_window_respects_budget_and_order(tmp_path: Path) -> None:
+    mem = Memory(tmp_path / "m.sqlite")
+    for i in range(10):
+        mem.add("u", "c", "user", f"question {i}", 10)
+        mem.add("u", "c", "assistant", f"answer {i}", 20)
+    mem.add("other", "c", "user", "not mine", 1)
+    window = mem.window("u", "c", 95)
+    assert sum(m.tokens for m in window) <= 95
+    assert window[0].role == "user"
+    assert [m.content for m in window][-2:] == ["question 9", "answer 9"]
+    assert all(m.content != "not mine" for m in window)
+    mem.close()
+    reopened = Memory(tmp_path / "m.sqlite")
+    assert reopened.count("u", "c") == 20
