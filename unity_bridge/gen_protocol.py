@@ -1,15 +1,17 @@
 """Generate docs/PROTOCOL.md and the C# message constants from the one message registry.
 
-    python -m unity_bridge.gen_protocol           # rewrite both files
-    python -m unity_bridge.gen_protocol --check   # exit 1 if either is out of date
+    python -m unity_bridge.gen_protocol           # rewrite what is out of date
+    python -m unity_bridge.gen_protocol --check   # exit 1 if anything is out of date
 
 tests/test_protocol_doc.py runs the check, so the document and the Unity package can never
-disagree with supervisor/messages.py.
+disagree with supervisor/messages.py. It also writes the Unity package's missing .meta files:
+Unity ignores a file without one in a package installed from git (an immutable folder).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -282,13 +284,43 @@ def render_cs() -> str:
     return "\n".join(out) + "\n"
 
 
-OUTPUTS: dict[Path, Any] = {DOC_PATH: render_doc, CS_PATH: render_cs}
+PACKAGE = REPO_ROOT / "unity_bridge" / "unity"
+META_IMPORTERS = {".cs": "MonoImporter:\n  externalObjects: {}\n  serializedVersion: 2\n"
+                         "  defaultReferences: []\n  executionOrder: 0\n  icon: {instanceID: 0}\n",
+                  ".asmdef": "AssemblyDefinitionImporter:\n  externalObjects: {}\n",
+                  ".json": "PackageManifestImporter:\n  externalObjects: {}\n",
+                  ".md": "TextScriptImporter:\n  externalObjects: {}\n"}
+
+
+def render_meta(path: Path) -> str:
+    """A .meta with a GUID derived from the path, so it is stable and unique per file."""
+    rel = path.relative_to(PACKAGE).as_posix()
+    guid = hashlib.md5(f"com.aicompanion.bridge/{rel}".encode()).hexdigest()
+    if path.is_dir():
+        body = "folderAsset: yes\nDefaultImporter:\n  externalObjects: {}\n"
+    else:
+        body = META_IMPORTERS.get(path.suffix, "DefaultImporter:\n  externalObjects: {}\n")
+    return (f"fileFormatVersion: 2\nguid: {guid}\n{body}"
+            "  userData: \n  assetBundleName: \n  assetBundleVariant: \n")
+
+
+def package_assets() -> list[Path]:
+    """Files and folders of the package that Unity imports (not Samples~, not metas)."""
+    return sorted(p for p in PACKAGE.rglob("*")
+                  if p.suffix != ".meta" and "Samples~" not in p.relative_to(PACKAGE).parts)
+
+
+def outputs() -> dict[Path, Any]:
+    out: dict[Path, Any] = {DOC_PATH: render_doc, CS_PATH: render_cs}
+    for asset in package_assets():
+        out[asset.with_name(asset.name + ".meta")] = lambda a=asset: render_meta(a)
+    return out
 
 
 def stale() -> list[Path]:
     """Generated files whose content differs from what the registry gives now."""
     out = []
-    for path, render in OUTPUTS.items():
+    for path, render in outputs().items():
         try:
             current = path.read_text(encoding="utf-8")
         except OSError:
@@ -308,9 +340,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.relative_to(REPO_ROOT)} is out of date: run {GENERATOR}",
                   file=sys.stderr)
         return 1 if old else 0
+    renders = outputs()
     for path in old:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(OUTPUTS[path](), encoding="utf-8", newline="\n")
+        path.write_text(renders[path](), encoding="utf-8", newline="\n")
         print(f"wrote {path.relative_to(REPO_ROOT)}")
     return 0
 
