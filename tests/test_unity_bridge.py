@@ -22,11 +22,11 @@ from tests.helpers.bridge import (
     live_bus,
     wait_disconnects,
 )
-from unity_bridge.client import BridgeClient, BridgeError
+from unity_bridge.client import BridgeClient, BridgeClosed, BridgeError
 from unity_bridge.framing import HEADER, frame, message
 
 LIMITS = {"handshake_timeout_s": 1.0, "ping_interval_s": 0.2, "client_timeout_s": 1.5,
-          "max_errors": 3}
+          "max_errors": 3, "max_clients": 6}
 
 
 EVENTS = ["client_connected", "client_disconnected", "avatar_state", "clicked",
@@ -231,6 +231,18 @@ def test_oversized_length_is_refused_without_reading_it(stack: Stack, clients) -
     assert [e.data["code"] for e in left] == [ErrorCode.FRAME_TOO_LARGE]
 
 
+def test_client_limit(stack: Stack, bus, clients) -> None:
+    full = [join(stack, clients, f"c{i}") for i in range(LIMITS["max_clients"])]
+    extra = BridgeClient("127.0.0.1", bridge_port(stack), name="one-too-many")
+    with pytest.raises(BridgeClosed) as info:
+        extra.connect()
+    assert [e.data["code"] for e in info.value.errors] == [ErrorCode.TOO_MANY_CLIENTS]
+    extra.close()
+    full[0].close()
+    wait_disconnects(bus, {full[0].welcome.data["session"]})
+    assert join(stack, clients, "next").request("ping").type == "pong"
+
+
 def test_avatar_follows_the_stack(stack: Stack, bus, clients) -> None:
     avatar = join(stack, clients, "avatar")
     pub = BusPublisher(stack)
@@ -293,6 +305,25 @@ def test_client_cli_sends_and_reads_state(stack: Stack, clients) -> None:
     assert state["expressions"]["fun"] == 0.25
     bad = run(cli + ["send", "set_expression", "name=fun"], ok=False)
     assert "error 103" in bad
+
+
+def test_client_cli_watch(stack: Stack, bus) -> None:
+    cmd = [sys.executable, "-m", "unity_bridge.client", "--config", str(stack.config_path),
+           "--name", "watcher", "watch", "--types", "set_auto_blink", "--count", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        ev = bus.wait_event("client_connected", lambda e: e.data["client"] == "watcher", 30)
+        stack.client.request("set_auto_blink", {"enabled": True})
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    line = json.loads(out)
+    assert (line["type"], line["data"]) == ("set_auto_blink", {"enabled": True})
+    wait_disconnects(bus, {ev.data["session"]})
 
 
 def run(cmd: list[str], ok: bool = True) -> str:

@@ -37,7 +37,11 @@ class BridgeError(Exception):
 
 
 class BridgeClosed(ConnectionError):
-    """The connection ended; `errors` holds the error frames that came just before."""
+    """The connection ended; `errors` holds the unanswered error frames that came before."""
+
+    def __init__(self, message: str, errors: list[Envelope] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
 
 
 _EOF = object()
@@ -116,7 +120,10 @@ class BridgeClient:
         held: list[Envelope] = []
         try:
             while True:
-                env = self.recv(max(0.0, deadline - time.monotonic()))
+                try:
+                    env = self.recv(max(0.0, deadline - time.monotonic()))
+                except BridgeClosed as exc:  # e.g. refused before our hello was read
+                    raise BridgeClosed(str(exc), [e for e in held if e.type == "error"]) from None
                 if env.reply_to != msg_id:
                     held.append(env)
                 elif env.type == "error":
