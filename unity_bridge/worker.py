@@ -86,6 +86,12 @@ def main() -> None:
     for type_ in EVENTS:
         rt.on_event(type_, lambda env: loop.post(server.bus_event, env.type, env.data),
                     inline=True)
-    rt.on_stop(lambda _drain: loop.run(server.close(), timeout=3))
+    def on_stop(_drain: float) -> None:
+        try:  # tell the clients why they lose us; never let this block the stop itself
+            loop.run(server.close(), timeout=3)
+        except Exception:
+            log.exception("closing the Unity wire failed")
+
+    rt.on_stop(on_stop)
     rt.ready({"host": host, "port": port, "protocol": PROTOCOL_VERSION})
     rt.run()
