@@ -23,6 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="config file; its folder holds logs/ and run/ (default: data/config.json)")
     p.add_argument("--profile", help="GPU profile to start with (overrides ai.gpu_profile)")
     p.add_argument("--model", type=Path, help="GGUF model file (overrides ai.model_path)")
+    p.add_argument("--gpu-trace", type=Path,
+                   help="replay this GPU history CSV instead of reading NVML (data/traces/)")
     p.add_argument("--headless", action="store_true",
                    help="no control GUI (the only mode until the GUI lands; use the CLI)")
     return p.parse_args(argv)
@@ -61,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{running.supervisor_pid}); stop it with: python -m supervisor shutdown",
               file=sys.stderr)
         return 1
-    options: dict[str, dict] = {"inference": {}}
+    options: dict[str, dict] = {"inference": {}, "gpu_monitor": {}}
+    if args.gpu_trace:
+        if not args.gpu_trace.is_file():
+            print(f"error: GPU trace not found: {args.gpu_trace} (see data/traces/)",
+                  file=sys.stderr)
+            return 2
+        options["gpu_monitor"]["trace"] = str(args.gpu_trace.resolve())
     if args.profile:
         options["inference"]["profile"] = args.profile
     if args.model:

@@ -107,7 +107,33 @@ SCHEMA: dict[str, Any] = {
         "max_clients": Opt(int, 16, min=1, max=1024),
     },
     "gpu_monitoring": {
-        "interval_s": Opt(NUM, 5.0, min=0.5, max=3600),
+        "interval_s": Opt(NUM, 5.0, min=0.5, max=3600, doc="seconds between readings"),
+        "trace_file": Opt(OPT_STR, None, doc="replay this history CSV instead of NVML"),
+        "own_vram_every": Opt(int, 12, min=1, max=10_000,
+                              doc="read our process's VRAM every N samples (costly in NVML)"),
+        "history_file": Opt(OPT_STR, None, doc="null: <data dir>/gpu_history.csv"),
+        "history_max_bytes": Opt(int, 1_048_576, min=1024, max=1 << 30),
+        "history_backups": Opt(int, 3, min=0, max=100),
+        "thresholds": {
+            "overloaded_vram": Opt(NUM, 90.0, min=0, max=100, doc="% VRAM: -> OVERLOADED"),
+            "stressed_vram": Opt(NUM, 75.0, min=0, max=100, doc="% VRAM and ..."),
+            "stressed_gpu": Opt(NUM, 80.0, min=0, max=100, doc="... % GPU: -> STRESSED"),
+            "optimal_vram": Opt(NUM, 60.0, min=0, max=100, doc="% VRAM below and ..."),
+            "optimal_gpu": Opt(NUM, 60.0, min=0, max=100, doc="... % GPU below: -> OPTIMAL"),
+            "hysteresis": Opt(NUM, 15.0, min=0, max=50,
+                              doc="points of % a load must fall further to count as better"),
+        },
+        "dwell_samples": Opt(int, 3, min=1, max=10_000,
+                             doc="consecutive samples a new state must hold"),
+        "dwell_s": Opt(NUM, 0.0, min=0, max=86_400, doc="and seconds it must hold"),
+        "min_switch_interval_s": Opt(NUM, 60.0, min=0, max=86_400,
+                                     doc="between switches, except for OVERLOADED"),
+        "state_profiles": {
+            "OVERLOADED": Opt(str, "cpu_fallback"),
+            "STRESSED": Opt(str, "balanced"),
+            "MODERATE": Opt(str, "balanced"),
+            "OPTIMAL": Opt(str, "performance"),
+        },
     },
     "logging": {
         "level": Opt(str, "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -135,7 +161,22 @@ def load_config(path: Path | None = None) -> tuple[dict[str, Any], list[str]]:
 def validate(raw: Any, warnings: list[str]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError("config: the top level must be a JSON object")
-    return _section(raw, SCHEMA, "", warnings)
+    cfg = _section(raw, SCHEMA, "", warnings)
+    _check_thresholds(cfg["gpu_monitoring"]["thresholds"])
+    return cfg
+
+
+def _check_thresholds(t: dict[str, float]) -> None:
+    """Thresholds that contradict each other would make states unreachable or overlapping."""
+    order = [("overloaded_vram", "stressed_vram"), ("stressed_vram", "optimal_vram")]
+    for high, low in order:
+        if t[high] <= t[low]:
+            raise ConfigError(f"config: 'gpu_monitoring.thresholds.{high}' ({t[high]}) must be "
+                              f"above '{low}' ({t[low]})")
+    if t["stressed_gpu"] <= t["optimal_gpu"]:
+        raise ConfigError(f"config: 'gpu_monitoring.thresholds.stressed_gpu' "
+                          f"({t['stressed_gpu']}) must be above 'optimal_gpu' "
+                          f"({t['optimal_gpu']})")
 
 
 def _section(raw: dict[str, Any], schema: dict[str, Any], prefix: str,

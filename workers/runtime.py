@@ -14,6 +14,7 @@ is why the pipe is the primary mechanism.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -31,11 +32,12 @@ import zmq
 from supervisor.bus import BusInfo, event_topic, secure_client
 from supervisor.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode, error, make
 from supervisor.config import EXIT_CONFIG_ERROR
-from supervisor.messages import ErrorCode, Kind
+from supervisor.messages import REGISTRY, ErrorCode, Kind
 
 log = logging.getLogger("worker")
 
 OUTBOX = "inproc://worker-outbox"
+_FINAL_REPLIES = {f for ms in REGISTRY.values() for f in ms.final}
 Handler = Callable[[Envelope], None]
 
 
@@ -89,6 +91,8 @@ class WorkerRuntime:
         self._stop_hooks: list[Callable[[float], None]] = []
         self.stopping = threading.Event()
         self._hb_seq = 0
+        self._req_ids = itertools.count(1)
+        self._pending: dict[int, Handler] = {}  # our own requests -> reply callback
         self._bus_ready = threading.Event()
         self.on_request("ping", self._on_ping, inline=True)
         self.on_request("worker_stop", self._on_stop)
@@ -130,6 +134,13 @@ class WorkerRuntime:
         os._exit(EXIT_CONFIG_ERROR)
 
     # -- sending (any thread) ------------------------------------------------------------
+    def request(self, type_: str, data: dict[str, Any], on_reply: Handler) -> None:
+        """Send a request (e.g. to the supervisor); `on_reply` gets each reply on the main
+        thread."""
+        msg_id = next(self._req_ids)
+        self._pending[msg_id] = on_reply
+        self._to_bus([b"d", make(type_, data, id=msg_id)])
+
     def reply(self, req: Envelope, type_: str, data: dict[str, Any] | None = None) -> None:
         self._to_bus([b"d", make(type_, data, reply_to=req.id)])
 
@@ -221,6 +232,13 @@ class WorkerRuntime:
         except ProtocolError as exc:
             # Only the supervisor talks to us; answering garbage could start an error ping-pong.
             log.warning("dropped a frame: %s", exc.message)
+            return
+        if env.reply_to is not None and table is self._requests:
+            callback = self._pending.get(env.reply_to)
+            if callback is not None:
+                if env.type == "error" or (env.type in _FINAL_REPLIES):
+                    self._pending.pop(env.reply_to, None)
+                self._inbox.put(lambda: self._call(callback, env))
             return
         entry = table.get(env.type)
         if entry is None:

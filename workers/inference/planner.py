@@ -116,6 +116,19 @@ def plan_profile(name: str, profiles: dict[str, dict[str, Any]], model: ModelInf
     return plan
 
 
+def profile_need(name: str, profiles: dict[str, dict[str, Any]], model: ModelInfo, total: int,
+                 cores: int = 1) -> int:
+    """VRAM a profile takes on a card of `total` bytes that nothing else uses.
+
+    It is the profile's own appetite, not what happens to fit now: the GPU monitor adds it to
+    what others use, so a busy card does not make a profile look cheaper than it is.
+    """
+    if name not in profiles:
+        return 0
+    return plan_profile(name, profiles, model, GpuMemory(total, total), True, cores,
+                        margin_bytes=0).est_vram_bytes
+
+
 def choose_auto(profiles: dict[str, dict[str, Any]], model: ModelInfo, gpu: GpuMemory | None,
                 supports_offload: bool, cores: int, margin_bytes: int = 512 * MiB) -> Plan:
     """The best GPU profile whose model fits entirely, else the one offloading most layers."""

@@ -96,7 +96,7 @@ class InferenceWorker:
                 "gpu_offload_supported": supports_gpu, "gpu_fallback": plan.gpu_fallback,
                 "n_gpu_layers": plan.n_gpu_layers, "n_ctx": self.n_ctx,
                 "n_threads": plan.n_threads, "est_vram_mb": round(plan.est_vram_bytes / MiB),
-                "model": path.name, "model_layers": model.n_layers,
+                "model": path.name, "model_path": str(path), "model_layers": model.n_layers,
                 "load_s": round(load_s, 3), "warmup_s": round(warmup_s, 3),
                 "notes": plan.notes}
         log.info("model loaded: %s", info)
