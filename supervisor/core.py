@@ -77,7 +77,6 @@ class Supervisor:
         self._enabled = [n for n, w in config["workers"].items() if w["enabled"]]
         self._by_ident: dict[bytes, Child] = {}
         self.in_flight: dict[int, tuple[Child, Held]] = {}
-        self._own: dict[int, Callable[[Envelope], None]] = {}  # replies to our own requests
         self._switch: dict[str, Any] | None = None
         self._ps = psutil.Process()
         self._ps.cpu_percent(None)
@@ -333,10 +332,6 @@ class Supervisor:
 
     def _on_worker_reply(self, child: Child, env: Envelope) -> None:
         fwd = env.reply_to
-        own = self._own.pop(fwd, None) if fwd is not None else None
-        if own is not None:
-            own(env)
-            return
         entry = self.in_flight.get(fwd) if fwd is not None else None
         if entry is None:
             return  # the asker was already answered (its worker crashed, or it timed out)
@@ -379,8 +374,6 @@ class Supervisor:
                              f"worker '{child.name}' stopped while running this request "
                              f"({reason})")
         child.in_flight.clear()
-        for fwd in [f for f, cb in self._own.items() if getattr(cb, "child", None) is child]:
-            del self._own[fwd]
 
     # -- state machine -------------------------------------------------------------------
     def _set_state(self, child: Child, state: State, reason: str = "") -> None:
@@ -510,14 +503,15 @@ class Supervisor:
             child.stop_intent = intent  # already stopping: just update what happens after
             return
         child.stop_intent = intent
+        was_ready = child.state is State.RUNNING
         self._set_state(child, State.STOPPING, intent.value)
         gen = child.generation
-        ask_s = self.sup_cfg["stop_timeout_s"] + (drain_s or 0.0)
-        fwd = next(self._ids)
-        ack = lambda env: None  # noqa: E731 - the exit itself is what we wait for
-        ack.child = child  # type: ignore[attr-defined]
-        self._own[fwd] = ack
-        self._send(child.ident, make("worker_stop", {"drain_s": float(drain_s or 0.0)}, id=fwd))
+        if was_ready:  # its "ok" reply is dropped: the exit itself is what we wait for
+            ask_s = self.sup_cfg["stop_timeout_s"] + (drain_s or 0.0)
+            self._send(child.ident, make("worker_stop", {"drain_s": float(drain_s or 0.0)},
+                                         id=next(self._ids)))
+        else:
+            ask_s = 0.0  # still starting (loading a model): nothing to drain, none to answer
 
         def escalate() -> None:
             if child.generation != gen or not child.alive:
