@@ -66,7 +66,8 @@ class Supervisor:
         self._ids = itertools.count(1)
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
-        self._shutdown = False
+        self._shutdown = False  # asked (signal or request); acted on in the loop
+        self._shutting_down = False  # workers are being stopped
         self._done = False
         self.children: dict[str, Child] = {}
         for name, wcfg in config["workers"].items():
@@ -170,8 +171,6 @@ class Supervisor:
                 log.exception("timer failed")
         if self._shutting_down and all(not c.alive for c in self.children.values()):
             self._done = True
-
-    _shutting_down = False
 
     def _at(self, delay: float, fn: Callable[[], None]) -> None:
         heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_seq), fn))
