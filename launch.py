@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from supervisor.bus import BusInfo
-from supervisor.config import DEFAULT_CONFIG, ConfigError, load_config
+from supervisor.config import DEFAULT_CONFIG, ConfigError, check_profile, load_config
 from supervisor.core import Supervisor
 
 
@@ -46,6 +46,26 @@ def setup_logging(data_dir: Path, cfg: dict) -> None:
     root.addHandler(console)
 
 
+def _existing(path: Path, what: str, hint: str) -> str:
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path} ({hint})")
+    return str(path.resolve())
+
+
+def worker_options(args: argparse.Namespace, cfg: dict) -> dict[str, dict]:
+    """Per-worker start options from the command line, checked before anything starts."""
+    options: dict[str, dict] = {"inference": {}, "gpu_monitor": {}}
+    if args.profile:
+        check_profile(args.profile, cfg)
+        options["inference"]["profile"] = args.profile
+    if args.model:
+        options["inference"]["model"] = _existing(args.model, "model file", "see models/README.md")
+    if args.gpu_trace:
+        options["gpu_monitor"]["trace"] = _existing(args.gpu_trace, "GPU trace",
+                                                    "see data/traces/")
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config_path = args.config.resolve()
@@ -63,21 +83,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{running.supervisor_pid}); stop it with: python -m supervisor shutdown",
               file=sys.stderr)
         return 1
-    options: dict[str, dict] = {"inference": {}, "gpu_monitor": {}}
-    if args.gpu_trace:
-        if not args.gpu_trace.is_file():
-            print(f"error: GPU trace not found: {args.gpu_trace} (see data/traces/)",
-                  file=sys.stderr)
-            return 2
-        options["gpu_monitor"]["trace"] = str(args.gpu_trace.resolve())
-    if args.profile:
-        options["inference"]["profile"] = args.profile
-    if args.model:
-        if not args.model.is_file():
-            print(f"error: model file not found: {args.model} (see models/README.md)",
-                  file=sys.stderr)
-            return 2
-        options["inference"]["model"] = str(args.model.resolve())
+    try:
+        options = worker_options(args, cfg)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     setup_logging(data_dir, cfg)
     sup = Supervisor(cfg, data_dir, options)
     for name in ("SIGINT", "SIGTERM", "SIGBREAK"):

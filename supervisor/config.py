@@ -294,5 +294,12 @@ def profiles_path(cfg: dict[str, Any]) -> Path:
     return Path(chosen) if chosen else DEFAULT_PROFILES
 
 
+def check_profile(name: str, cfg: dict[str, Any]) -> None:
+    """ConfigError naming the choices when `name` is neither a profile nor 'auto'."""
+    known = [*load_profiles(profiles_path(cfg)), AUTO_PROFILE]
+    if name not in known:
+        raise ConfigError(f"unknown profile '{name}'; profiles: {', '.join(known)}")
+
+
 def default_config() -> dict[str, Any]:
     return validate({"version": 1}, [])

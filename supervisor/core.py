@@ -38,13 +38,7 @@ from supervisor.bus import (
 )
 from supervisor.child import Child, Held, State, StopIntent
 from supervisor.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode, encode, error, make
-from supervisor.config import (
-    AUTO_PROFILE,
-    EXIT_CONFIG_ERROR,
-    ConfigError,
-    load_profiles,
-    profiles_path,
-)
+from supervisor.config import EXIT_CONFIG_ERROR, ConfigError, check_profile
 from supervisor.messages import SUPERVISOR, WORKER, ErrorCode, Kind
 
 log = logging.getLogger("supervisor")
@@ -622,13 +616,9 @@ class Supervisor:
             return
         profile = data["profile"]
         try:
-            known = [*load_profiles(profiles_path(self.cfg)), AUTO_PROFILE]
+            check_profile(profile, self.cfg)
         except ConfigError as exc:
             fail(ErrorCode.INVALID_REQUEST, str(exc))
-            return
-        if profile not in known:
-            fail(ErrorCode.INVALID_REQUEST,
-                 f"unknown profile '{profile}'; profiles: {', '.join(known)}")
             return
         reason = data.get("reason") or "requested"
         emergency = bool(data.get("emergency"))

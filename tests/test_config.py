@@ -78,3 +78,15 @@ def test_launch_reports_broken_json_and_missing_file(tmp_path: Path) -> None:
     assert result.returncode == 2 and "not valid JSON at line 1" in result.stderr
     result = _launch(tmp_path / "absent.json")
     assert result.returncode == 2 and "config file not found" in result.stderr
+
+
+def test_launch_refuses_unknown_profile_and_missing_files(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.json"
+    cfg.write_text('{"version": 1}')
+    for extra, needle in ((["--profile", "turbo"], "unknown profile 'turbo'; profiles: fast"),
+                          (["--model", str(tmp_path / "x.gguf")], "model file not found"),
+                          (["--gpu-trace", str(tmp_path / "t.csv")], "GPU trace not found")):
+        result = subprocess.run([sys.executable, "launch.py", "--headless", "--config",
+                                 str(cfg), *extra], cwd=ROOT, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 2 and needle in result.stderr, result.stderr
