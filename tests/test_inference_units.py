@@ -98,6 +98,14 @@ def test_auto_choice() -> None:
     assert no_build.profile == "cpu_fallback" and "cannot offload" in no_build.notes[-1]
 
 
+def test_all_layers_means_the_output_head_too() -> None:
+    m = seven_b()
+    full = plan_profile("performance", PROFILES, m, GpuMemory(24 * GiB, 23 * GiB), True, 4)
+    assert full.n_gpu_layers == 32 and full.llama_params()["n_gpu_layers"] == -1
+    part = plan_profile("fast", PROFILES, m, GpuMemory(6 * GiB, 5 * GiB), True, 4)
+    assert 0 < part.llama_params()["n_gpu_layers"] == part.n_gpu_layers < 32
+
+
 def test_threads_default_to_physical_cores_and_ctx_to_the_model() -> None:
     plan = plan_profile("cpu_fallback", PROFILES, seven_b(), None, False, 6)
     assert plan.n_threads == 6
@@ -129,17 +137,27 @@ def test_emotion_intensity_grows_with_evidence() -> None:
     assert detect("happy")[1] < detect("happy happy, so glad and delighted!")[1]
 
 
-def test_memory_window_respects_budget_and_order(tmp_path: Path) -> None:
+def test_memory_window_respects_budget_and_stays_put(tmp_path: Path) -> None:
     mem = Memory(tmp_path / "m.sqlite")
     for i in range(10):
         mem.add("u", "c", "user", f"question {i}", 10)
         mem.add("u", "c", "assistant", f"answer {i}", 20)
     mem.add("other", "c", "user", "not mine", 1)
     window = mem.window("u", "c", 95)
-    assert sum(m.tokens for m in window) <= 95
-    assert window[0].role == "user"
-    assert [m.content for m in window][-2:] == ["question 9", "answer 9"]
+    # Over budget: the window jumps forward to at most half of it, starting with a user turn.
+    assert [m.content for m in window] == ["question 9", "answer 9"]
     assert all(m.content != "not mine" for m in window)
+    # It then stays put while it refills, so the prompt's prefix (and llama's cache) is stable.
+    mem.add("u", "c", "user", "question 10", 10)
+    mem.add("u", "c", "assistant", "answer 10", 20)
+    assert [m.content for m in mem.window("u", "c", 95)][0] == "question 9"
+    for i in range(11, 13):
+        mem.add("u", "c", "user", f"question {i}", 10)
+        mem.add("u", "c", "assistant", f"answer {i}", 20)
+    refilled = mem.window("u", "c", 95)
+    assert sum(m.tokens for m in refilled) <= 95 and refilled[0].role == "user"
+    assert refilled[-1].content == "answer 12"
     mem.close()
     reopened = Memory(tmp_path / "m.sqlite")
-    assert reopened.count("u", "c") == 20
+    assert reopened.count("u", "c") == 26
+    assert reopened.window("u", "c", 95)[0].content == refilled[0].content  # start persisted

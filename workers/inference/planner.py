@@ -39,6 +39,7 @@ class Plan:
     use_mlock: bool
     flash_attn: bool
     est_vram_bytes: int
+    model_layers: int = 0
     notes: list[str] = field(default_factory=list)
     gpu_fallback: bool = False  # a GPU profile was asked for and cannot be honoured
 
@@ -46,7 +47,10 @@ class Plan:
         return asdict(self)
 
     def llama_params(self) -> dict[str, Any]:
-        return {"n_gpu_layers": self.n_gpu_layers, "n_ctx": self.n_ctx, "n_batch": self.n_batch,
+        # llama.cpp counts the output head as one more layer: only -1 offloads everything.
+        all_layers = self.model_layers and self.n_gpu_layers >= self.model_layers
+        return {"n_gpu_layers": -1 if all_layers else self.n_gpu_layers,
+                "n_ctx": self.n_ctx, "n_batch": self.n_batch,
                 "n_threads": self.n_threads, "use_mlock": self.use_mlock,
                 "flash_attn": self.flash_attn}
 
@@ -98,7 +102,7 @@ def plan_profile(name: str, profiles: dict[str, dict[str, Any]], model: ModelInf
             notes.append("no NVIDIA GPU visible, so no layers on the GPU")
     plan = Plan(name, name, layers, n_ctx, p["n_batch"], p["n_threads"] or cores,
                 p["use_mlock"], p["flash_attn"], estimate_vram(model, layers, n_ctx, p["n_batch"]),
-                notes)
+                model.n_layers, notes)
     wants_gpu = layers > 0 or p["vram_fraction"] > 0
     if wants_gpu and name != "cpu_fallback" and (not supports_offload or layers == 0):
         fallback = plan_profile("cpu_fallback", profiles, model, gpu, supports_offload, cores,
