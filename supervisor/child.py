@@ -74,6 +74,7 @@ class Child:
     ready_at: float = 0.0
     last_heartbeat: float = 0.0
     ready_info: dict[str, Any] = field(default_factory=dict)
+    last_output: str = ""  # last line the process printed: why a config error stopped it
     crash_times: deque = field(default_factory=deque)
     restarts: int = 0
     last_exit: str = ""
@@ -122,21 +123,27 @@ class Child:
             self._ps.cpu_percent(None)
         except psutil.Error:
             self._ps = None
-        gen = self.generation
-        threading.Thread(target=self._wait, args=(proc, gen, on_exit), daemon=True,
-                         name=f"wait-{self.name}").start()
-        threading.Thread(target=self._pump_log, args=(proc,), daemon=True,
-                         name=f"log-{self.name}").start()
+        self.last_output = ""
+        pump = threading.Thread(target=self._pump_log, args=(proc,), daemon=True,
+                                name=f"log-{self.name}")
+        pump.start()
+        threading.Thread(target=self._wait, args=(proc, self.generation, pump, on_exit),
+                         daemon=True, name=f"wait-{self.name}").start()
 
-    def _wait(self, proc: subprocess.Popen, gen: int, on_exit: Callable[[str, int, int], None]
-              ) -> None:
-        on_exit(self.name, gen, proc.wait())
+    def _wait(self, proc: subprocess.Popen, gen: int, pump: threading.Thread,
+              on_exit: Callable[[str, int, int], None]) -> None:
+        code = proc.wait()
+        pump.join(timeout=0.2)  # its last words (why it exited) arrive with EOF, at once
+        on_exit(self.name, gen, code)
 
     def _pump_log(self, proc: subprocess.Popen) -> None:
         log = self.logger()
         assert proc.stdout is not None
         for raw in proc.stdout:
-            log.info(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            log.info(line)
+            if line.strip():
+                self.last_output = line
 
     def logger(self) -> logging.Logger:
         """A logger writing raw lines into this worker's own rotating file."""

@@ -420,8 +420,7 @@ class Supervisor:
         self._by_ident.pop(child.ident, None)
         how = _describe_exit(code)
         if intent is None and code == EXIT_CONFIG_ERROR:
-            last = _tail(child.log_path, 1)
-            child.last_exit = "cannot start: " + (last[0] if last else "configuration error")
+            child.last_exit = "cannot start: " + (child.last_output or "configuration error")
             self._set_state(child, State.FATAL, child.last_exit)
             self._settle_in_flight(child, child.last_exit)
             self._reject_queue(child)
