@@ -130,10 +130,12 @@ class Connection:
 
 
 class BridgeServer:
-    def __init__(self, limits: Limits, avatar: Avatar, publish: Publish) -> None:
+    def __init__(self, limits: Limits, avatar: Avatar, publish: Publish,
+                 on_clients: Callable[[int], None] = lambda n: None) -> None:
         self.limits = limits
         self.avatar = avatar
         self.publish = publish
+        self.on_clients = on_clients  # told the number of greeted clients when it changes
         self.conns: set[Connection] = set()
         self._sessions = itertools.count(1)
         self._ids = itertools.count(1)
@@ -214,6 +216,7 @@ class BridgeServer:
             reason = conn.dropped or reason
             await _close(writer)
             if conn.greeted:
+                self.on_clients(len(self.clients))
                 log.info("%s (%s) disconnected: %s", conn.name, conn.peer, reason)
                 self.publish("client_disconnected", {"client": conn.name,
                                                      "session": conn.session, "reason": reason})
@@ -257,6 +260,7 @@ class BridgeServer:
             "state": self.avatar.state.snapshot(),
             "ping_interval_s": self.limits.ping_interval_s,
             "timeout_s": self.limits.client_timeout_s}, reply_to=env.id))
+        self.on_clients(len(self.clients))
         log.info("%s connected from %s (session %d)", conn.name, conn.peer, conn.session)
         self.publish("client_connected", {"client": conn.name, "session": conn.session,
                                           "peer": conn.peer})

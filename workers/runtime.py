@@ -120,6 +120,11 @@ class WorkerRuntime:
         if self._bus_thread is not None:
             self._to_bus([b"s", event_topic(type_)])
 
+    def off_event(self, type_: str) -> None:
+        """Unsubscribe: publishers then stop sending it at all (XPUB forwards subscriptions)."""
+        if self._events.pop(type_, None) is not None and self._bus_thread is not None:
+            self._to_bus([b"u", event_topic(type_)])
+
     def on_stop(self, fn: Callable[[float], None]) -> None:
         """Called on the main thread with the drain time when the supervisor asks us to stop."""
         self._stop_hooks.append(fn)
@@ -225,6 +230,8 @@ class WorkerRuntime:
             self.pub.send_multipart(frames[1:])
         elif kind == b"s":
             self.sub.setsockopt(zmq.SUBSCRIBE, frames[1])
+        elif kind == b"u":
+            self.sub.setsockopt(zmq.UNSUBSCRIBE, frames[1])
 
     def _incoming(self, frame: bytes, table: dict[str, tuple[Handler, bool]]) -> None:
         try:

@@ -51,7 +51,8 @@ class Plan:
         all_layers = self.model_layers and self.n_gpu_layers >= self.model_layers
         return {"n_gpu_layers": -1 if all_layers else self.n_gpu_layers,
                 "n_ctx": self.n_ctx, "n_batch": self.n_batch,
-                "n_threads": self.n_threads, "use_mlock": self.use_mlock,
+                "n_threads": self.n_threads, "n_threads_batch": self.n_threads,
+                "use_mlock": self.use_mlock,
                 "flash_attn": self.flash_attn}
 
 

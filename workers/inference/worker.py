@@ -52,7 +52,19 @@ class InferenceWorker:
         self.cancelled: set[int] = set()
 
     # -- loading -------------------------------------------------------------------------
-    def load(self) -> None:
+    def start(self) -> None:
+        """Take requests now (they queue until the model is ready) and load on the llama
+        thread."""
+        self.rt.on_request("chat", self.jobs.put, inline=True)
+        self.rt.on_request("chat_cancel", self._on_cancel, inline=True)
+        self.rt.on_stop(self._drain)
+        threading.Thread(target=self._llama_thread, daemon=True, name="llama").start()
+
+    def _llama_thread(self) -> None:
+        self.rt.ready(self._load())
+        self._generate_loop()
+
+    def _load(self) -> dict[str, Any]:
         rt = self.rt
         path = model_path(rt.options, rt.config)
         if not path.is_file():
@@ -100,11 +112,7 @@ class InferenceWorker:
                 "load_s": round(load_s, 3), "warmup_s": round(warmup_s, 3),
                 "notes": plan.notes}
         log.info("model loaded: %s", info)
-        threading.Thread(target=self._generate_loop, daemon=True, name="generate").start()
-        rt.on_request("chat", self.jobs.put, inline=True)
-        rt.on_request("chat_cancel", self._on_cancel, inline=True)
-        rt.on_stop(self._drain)
-        rt.ready(info)
+        return info
 
     def _wait_for_vram(self, source: NvmlSource, plan: Plan) -> None:
         """After a switch the old process's VRAM comes back a moment after it exits."""
@@ -236,5 +244,5 @@ class InferenceWorker:
 
 def main() -> None:
     rt = WorkerRuntime.from_stdin()
-    InferenceWorker(rt).load()
+    InferenceWorker(rt).start()
     rt.run()
