@@ -73,6 +73,8 @@ class Child:
     started_at: float = 0.0
     ready_at: float = 0.0
     last_heartbeat: float = 0.0
+    heartbeats: int = 0  # received from this process
+    heartbeat_gap_max: float = 0.0  # largest gap between two of them, seconds
     ready_info: dict[str, Any] = field(default_factory=dict)
     last_output: str = ""  # last line the process printed: why a config error stopped it
     crash_times: deque = field(default_factory=deque)
@@ -115,6 +117,8 @@ class Child:
         self.proc = proc
         self.started_at = time.monotonic()
         self.last_heartbeat = 0.0
+        self.heartbeats = 0
+        self.heartbeat_gap_max = 0.0
         self.ready_at = 0.0
         self.ready_info = {}
         self.stop_phase = 0
@@ -209,4 +213,6 @@ class Child:
             "restarts": self.restarts, "last_exit": self.last_exit,
             "queued": len(self.queue), "in_flight": len(self.in_flight),
             "ready_info": self.ready_info,
+            "heartbeats": self.heartbeats,
+            "heartbeat_gap_max_s": round(self.heartbeat_gap_max, 4),
         }

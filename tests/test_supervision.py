@@ -214,3 +214,11 @@ def test_worker_stats_are_published(make_stack) -> None:
         w = ev.data["workers"][name]
         assert w["pid"] > 0 and w["rss"] > 1_000_000 and w["state"] == "RUNNING"
         assert w["uptime_s"] > 0 and w["restarts"] == 0 and "last_exit" in w
+
+
+def test_stats_count_heartbeats_and_their_largest_gap(make_stack) -> None:
+    stack = make_stack(supervisor={"heartbeat_interval_s": 0.1})
+    stack.start()
+    w = stack.wait_state("gpu_monitor", "RUNNING", 30, lambda w: w["heartbeats"] >= 4)
+    # Loose bounds on purpose (a busy 2-core CI box): at least one interval, far below 'hung'.
+    assert 0.05 <= w["heartbeat_gap_max_s"] < 5, w
