@@ -347,6 +347,9 @@ class BridgeLoop:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, daemon=True, name="bridge-loop")
+        self._posted: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
+            collections.deque())
+        self._drain_scheduled = False
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -372,5 +375,19 @@ class BridgeLoop:
         return fut.result(timeout)
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing to do
-            self.loop.call_soon_threadsafe(fn, *args)
+        """Run `fn` on the loop soon, in order. A burst (tokens) wakes the loop once, not once
+        per item: each wake-up writes to the loop's self-pipe."""
+        self._posted.append((fn, args))
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to do
+                self.loop.call_soon_threadsafe(self._drain_posted)
+
+    def _drain_posted(self) -> None:
+        self._drain_scheduled = False  # first: anything posted from now on schedules again
+        while self._posted:
+            fn, args = self._posted.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("posted job failed")

@@ -184,6 +184,7 @@ class WorkerRuntime:
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.sndhwm = 100_000
         self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.rcvhwm = 100_000  # a burst of token events must not be dropped
         for sock in (self.dealer, self.pub, self.sub):
             secure_client(sock, self.info.secret)
         self.dealer.connect(self.info.router)
