@@ -86,6 +86,8 @@ class Child:
     queue: deque = field(default_factory=deque)
     in_flight: dict[int, Held] = field(default_factory=dict)
     _ps: psutil.Process | None = None
+    _cpu: float | None = None
+    _rss: int | None = None
     _log: logging.Logger | None = None
 
     @property
@@ -124,7 +126,8 @@ class Child:
         self.stop_phase = 0
         try:
             self._ps = psutil.Process(proc.pid)
-            self._ps.cpu_percent(None)
+            self._ps.cpu_percent(None)  # primes it: the next sample measures from here
+            self._cpu, self._rss = None, self._ps.memory_info().rss
         except psutil.Error:
             self._ps = None
         self.last_output = ""
@@ -197,18 +200,25 @@ class Child:
         return len(self.crash_times)
 
     # -- stats ---------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        cpu = rss = None
+    def sample(self) -> None:
+        """Read cpu % and rss; only the stats timer calls this, because cpu_percent measures
+        since its previous call and must see even intervals."""
+        self._cpu = self._rss = None
         if self._ps is not None:
             try:
                 with self._ps.oneshot():
-                    cpu = self._ps.cpu_percent(None)
-                    rss = self._ps.memory_info().rss
+                    self._cpu = self._ps.cpu_percent(None)
+                    self._rss = self._ps.memory_info().rss
             except psutil.Error:
                 pass
+
+    def stats(self) -> dict[str, Any]:
+        """State now, with cpu and rss from the last sample (cheap: status asks often)."""
         now = time.monotonic()
+        alive = self.alive
         return {
-            "pid": self.pid, "state": self.state.value, "cpu_percent": cpu, "rss": rss,
+            "pid": self.pid, "state": self.state.value,
+            "cpu_percent": self._cpu if alive else None, "rss": self._rss if alive else None,
             "uptime_s": round(now - self.started_at, 3) if self.alive else 0.0,
             "restarts": self.restarts, "last_exit": self.last_exit,
             "queued": len(self.queue), "in_flight": len(self.in_flight),

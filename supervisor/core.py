@@ -75,6 +75,8 @@ class Supervisor:
         self._switch: dict[str, Any] | None = None
         self._ps = psutil.Process()
         self._ps.cpu_percent(None)
+        self._own_sample: dict[str, Any] = {"rss": self._ps.memory_info().rss,
+                                            "cpu_percent": None}
         self._bind()
 
     # -- sockets -------------------------------------------------------------------------
@@ -641,15 +643,17 @@ class Supervisor:
         profile = ""
         if inf is not None:
             profile = str(inf.ready_info.get("profile") or inf.options.get("profile") or "")
-        with self._ps.oneshot():
-            sup = {"pid": os.getpid(), "rss": self._ps.memory_info().rss,
-                   "cpu_percent": self._ps.cpu_percent(None),
-                   "uptime_s": round(time.monotonic() - self.started, 3),
-                   "bus": self.info.router}
+        sup = {"pid": os.getpid(), **self._own_sample,
+               "uptime_s": round(time.monotonic() - self.started, 3), "bus": self.info.router}
         return {"workers": {n: c.stats() for n, c in self.children.items()},
                 "profile": profile, "supervisor": sup}
 
     def _publish_stats(self) -> None:
+        with self._ps.oneshot():
+            self._own_sample = {"rss": self._ps.memory_info().rss,
+                                "cpu_percent": self._ps.cpu_percent(None)}
+        for c in self.children.values():
+            c.sample()
         self._publish("worker_stats", {"workers": {n: c.stats()
                                                    for n, c in self.children.items()}})
 
