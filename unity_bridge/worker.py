@@ -1,8 +1,8 @@
 """The bridge worker: joins the bus, serves the Unity wire, and keeps the two in step.
 
-Three threads, each with one job: the runtime's bus thread (heartbeats, inline event hand-off),
-the main thread (bus requests: avatar commands wait there for the loop's answer), and the
-asyncio loop thread that owns every TCP connection and the avatar state.
+Two threads that matter, each with one job: the runtime's bus thread (heartbeats, and handing
+bus commands and events over without waiting) and the asyncio loop thread that owns every TCP
+connection and the avatar state, and answers commands itself.
 """
 
 from __future__ import annotations
@@ -85,9 +85,9 @@ def main() -> None:
         raise SystemExit(1) from None  # maybe transient (port still held): the supervisor retries
     log.info("Unity wire listening on %s:%d (protocol %d)", host, port, PROTOCOL_VERSION)
 
-    def on_command(env: Envelope) -> None:
+    def run_command(env: Envelope) -> None:  # on the loop thread, which owns the clients
         try:
-            _, count = loop.call(server.command, env.type, env.data)
+            _, count = server.command(env.type, env.data)
         except CommandError as exc:
             rt.error(env, ErrorCode.INVALID_FIELD, f"{env.type}: {exc}")
             return
@@ -97,8 +97,8 @@ def main() -> None:
         rt.error(env, ErrorCode.WRONG_DIRECTION,
                  f"'{env.type}' belongs to the Unity TCP wire (port {port}), not the bus")
 
-    for type_ in COMMANDS:
-        rt.on_request(type_, on_command)
+    for type_ in COMMANDS:  # handed from the bus thread straight to the loop: no waiting
+        rt.on_request(type_, lambda env: loop.post(run_command, env), inline=True)
     for type_ in WIRE_ONLY_REQUESTS:
         rt.on_request(type_, wire_only, inline=True)
     for type_ in EVENTS:
