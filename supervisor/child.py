@@ -27,8 +27,7 @@ from typing import Any
 import psutil
 
 from supervisor.codec import Envelope
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from supervisor.config import REPO_ROOT
 
 
 class State(str, Enum):

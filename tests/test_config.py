@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import ConfigError, load_config, validate
-
-ROOT = Path(__file__).resolve().parent.parent
+from supervisor.harness import ROOT
 
 
 def test_repository_config_is_valid() -> None:
