@@ -47,7 +47,6 @@ class InferenceWorker:
         self.rt = rt
         self.ai = rt.config["ai"]
         self.jobs: queue.Queue[Envelope] = queue.Queue()
-        self.busy = threading.Event()
         self.abandon = threading.Event()
         self.cancelled: set[int] = set()
 
@@ -147,7 +146,6 @@ class InferenceWorker:
     def _generate_loop(self) -> None:
         while True:
             env = self.jobs.get()
-            self.busy.set()
             try:
                 self._generate(env)
             except PromptTooLong as exc:
@@ -157,7 +155,7 @@ class InferenceWorker:
                 self.rt.error(env, ErrorCode.MODEL_ERROR, f"generation failed: {exc}")
             finally:
                 self.cancelled.discard(env.id)
-                self.busy.clear()
+                self.jobs.task_done()
 
     def _plan_prompt(self, env: Envelope) -> tuple[list[dict[str, str]], int, int]:
         """Messages that fit n_ctx with room for the reply: the newest history that fits."""
@@ -235,10 +233,12 @@ class InferenceWorker:
             "emotion": mood, "intensity": intensity})
 
     def _drain(self, drain_s: float) -> None:
-        """Let the reply in flight (and those already handed to us) finish, up to drain_s."""
-        deadline = time.monotonic() + drain_s
-        while (self.busy.is_set() or not self.jobs.empty()) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        """Let the reply in flight (and those already handed to us) finish, up to drain_s.
+
+        The queue counts a job until task_done, so one taken but not yet started counts too.
+        """
+        with self.jobs.all_tasks_done:
+            self.jobs.all_tasks_done.wait_for(lambda: not self.jobs.unfinished_tasks, drain_s)
         self.abandon.set()
 
 
