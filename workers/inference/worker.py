@@ -25,6 +25,7 @@ from workers.inference.gguf_info import GGUFError, read_model_info
 from workers.inference.llama_loader import open_model
 from workers.inference.memory import Memory
 from workers.inference.planner import MiB, Plan, plan_profile
+from workers.priority import lower_this_thread_for_compute
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("inference")
@@ -60,6 +61,9 @@ class InferenceWorker:
         threading.Thread(target=self._llama_thread, daemon=True, name="llama").start()
 
     def _llama_thread(self) -> None:
+        # Before the first llama call: ggml's compute threads, created from this thread, inherit
+        # the lower priority, so bus messages and the user's foreground apps preempt them.
+        lower_this_thread_for_compute()
         self.rt.ready(self._load())
         self._generate_loop()
 
