@@ -93,10 +93,12 @@ class Supervisor:
         self.router.bind(info.router)
         xsub = self.ctx.socket(zmq.XSUB)
         xpub = self.ctx.socket(zmq.XPUB)
+        # Before bind: a listener copies the socket's options when it is bound, and the
+        # connections it accepts get those (set after, a burst of tokens was cut at 1000).
+        xpub.sndhwm = xsub.rcvhwm = 100_000
         for s, attr in ((xsub, "xsub"), (xpub, "xpub")):
             secure_server(s)
             s.bind(getattr(info, attr))
-        xpub.sndhwm = xsub.rcvhwm = 100_000
         self.info = BusInfo(self.router.last_endpoint.decode(), xsub.last_endpoint.decode(),
                             xpub.last_endpoint.decode(), info.secret, os.getpid(), info.ipc_dir)
         # The event relay is libzmq's own proxy in a thread: it never touches Python per event.

@@ -84,6 +84,7 @@ class BusPublisher:
         assert info is not None
         self.ctx = zmq.Context()
         self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.sndhwm = 100_000  # as a worker's: a burst must not be dropped here
         secure_client(self.pub, info.secret)
         self.pub.connect(info.xsub)
 
