@@ -1,28 +1,30 @@
-"""The bridge's TCP server: asyncio on a thread of its own, fed by the bus through hand-offs.
+"""The bridge's TCP server: non-blocking sockets polled on the worker's bus thread.
 
-Everything here runs on the loop thread: connections, the avatar model and broadcasting. The
-worker's other threads reach it only through `BridgeLoop.call` (wait for a result) and
-`BridgeLoop.post` (fire and forget), so no lock is needed. A connection never trusts its
-peer: frames are size-checked before buffering, every frame is decoded by the shared codec,
-errors are counted per connection, silence is timed out, and a peer that does not read is
-dropped before its backlog can grow without bound. Whatever one connection does, the others
+One thread does everything: it reads the bus, the Unity clients and the timers from one poll,
+so a bus command reaches the clients, and a client's event reaches the bus, without waking any
+other thread (each hand-off between threads cost about 0.3 ms). Nothing here blocks: reads take
+what the kernel has, writes what it accepts, and the rest waits for the socket to be writable.
+
+A connection never trusts its peer: frames are size-checked before buffering, every frame is
+decoded by the shared codec, errors are counted per connection, silence is timed out, and a
+peer that does not read is dropped before its backlog can grow without bound. While a peer reads
+slowly, the per-token frames (speech pieces, mouth) are merged instead of queued, so a slow
+avatar gets fewer, larger updates, never a wrong text. Whatever one connection does, the others
 and the bridge go on.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import concurrent.futures
-import contextlib
 import hmac
 import itertools
 import logging
-import threading
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol
+
+import zmq
 
 from supervisor.codec import Envelope, ProtocolError, decode
 from supervisor.messages import PROTOCOL_VERSION, REGISTRY, ErrorCode, Kind, Wire
@@ -31,11 +33,20 @@ from unity_bridge.framing import FrameDecoder, message
 
 log = logging.getLogger("unity_bridge")
 
-T = TypeVar("T")
 SERVER_NAME = "unity_bridge"
 ACCEPTS = sorted(n for n, s in REGISTRY.items() if s.wire in (Wire.FROM_CLIENT, Wire.BOTH))
 EMITS = sorted(n for n, s in REGISTRY.items() if s.wire in (Wire.TO_CLIENT, Wire.BOTH))
 Publish = Callable[[str, dict[str, Any]], None]
+READ_CHUNK = 1 << 16
+
+
+class Loop(Protocol):
+    """What the server needs of the thread it runs on (the worker runtime's bus thread)."""
+
+    def watch(self, sock: Any, on_ready: Callable[[int], None], events: int = ...) -> None: ...
+    def unwatch(self, sock: Any) -> None: ...
+    def call_on_bus(self, fn: Callable[[], None]) -> None: ...
+    def bus_every(self, interval: float, fn: Callable[[], None]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -63,104 +74,153 @@ class Closed(Exception):
 
 
 class Connection:
-    def __init__(self, server: BridgeServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, session: int) -> None:
+    def __init__(self, server: BridgeServer, sock: socket.socket, peer: Any,
+                 session: int) -> None:
         self.server = server
-        self.reader = reader
-        self.writer = writer
-        self.session = session
-        peer = writer.get_extra_info("peername")
+        self.sock = sock
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.session = session
         self.name = f"session-{session}"
         self.greeted = False
         self.errors = 0
-        self.last_rx = time.monotonic()
+        self.opened = self.last_rx = time.monotonic()
         self.decoder = FrameDecoder(server.limits.max_frame)
-        self.frames: collections.deque[bytes] = collections.deque()
-        self.sent: collections.OrderedDict[int, str] = collections.OrderedDict()  # id -> type
-        self.dropped = ""  # why we aborted it, if we did
-        self.broken: ProtocolError | None = None  # an unreadable length after queued frames
+        self.sent: dict[int, str] = {}  # ids of commands we sent -> their type (bounded)
+        self.out = bytearray()  # what the kernel did not take yet
+        self.speech: dict[str, Any] | None = None  # merged pieces waiting behind `out`
+        self.mouth: dict[str, Any] | None = None
+        self.open = True
 
+    # -- writing -------------------------------------------------------------------------
     def send(self, frame: bytes) -> None:
-        if self.writer.is_closing():
+        if not self.open:
             return
-        self.writer.write(frame)
-        if self.writer.transport.get_write_buffer_size() > self.server.limits.max_backlog:
-            log.warning("%s (%s) does not read; dropping it", self.name, self.peer)
-            self.dropped = "does not read (slow consumer)"
-            self.writer.transport.abort()
+        self._unmerge()
+        if self.out:
+            self.out += frame
+            if len(self.out) > self.server.limits.max_backlog:
+                raise Closed("does not read (slow consumer)")
+            return
+        self._write(frame)
+
+    def send_piece(self, type_: str, data: dict[str, Any], frame: bytes) -> None:
+        """A per-token frame: sent at once, or merged with the last one while backed up."""
+        if not self.out:
+            self.send(frame)
+        elif type_ == "mouth":
+            self.mouth = data  # the newest opening is the only one worth showing
+        elif self.speech is not None and self.speech["request_id"] == data["request_id"]:
+            self.speech = {**data, "delta": self.speech["delta"] + data["delta"]}
+        else:
+            self._unmerge()
+            self.speech = data
 
     def send_error(self, code: ErrorCode, text: str, reply_to: int | None = None) -> None:
         self.send(message("error", {"code": int(code), "message": text}, reply_to=reply_to))
 
+    def _unmerge(self) -> None:
+        """Queue merged pieces as frames: whatever comes next must come after them."""
+        for type_ in ("speech", "mouth"):
+            data = getattr(self, type_)
+            if data is not None:
+                setattr(self, type_, None)
+                self.out += message(type_, data)
+
+    def _write(self, data: bytes | bytearray) -> None:
+        try:
+            n = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            raise Closed(f"send failed: {exc}") from None
+        if n < len(data):
+            self.out += memoryview(data)[n:]
+            self.server.loop.watch(self.sock, self.server.ready_handler(self),
+                                   zmq.POLLIN | zmq.POLLOUT)
+
+    def on_writable(self) -> None:
+        while self.out or self.speech or self.mouth:
+            if not self.out:
+                self._unmerge()
+            pending = self.out
+            self.out = bytearray()
+            self._write(pending)
+            if self.out:
+                return  # still backed up; the socket stays watched for writing
+        self.server.loop.watch(self.sock, self.server.ready_handler(self), zmq.POLLIN)
+
     def remember(self, msg_id: int, type_: str) -> None:
         self.sent[msg_id] = type_
-        while len(self.sent) > 256:
-            self.sent.popitem(last=False)
+        if len(self.sent) > 256:
+            del self.sent[next(iter(self.sent))]
 
-    async def next_frame(self, deadline: float) -> bytes | None:
-        """The next whole frame; None at EOF; Closed on timeout or an oversized length.
+    # -- reading -------------------------------------------------------------------------
+    def read(self) -> list[bytes] | None:
+        """The whole frames received; None at EOF. A bad length after some frames is raised
+        once those were handled (Closed), in order."""
+        try:
+            data = self.sock.recv(READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return []
+        except OSError:
+            return None
+        if not data:
+            if self.decoder.pending:
+                self.send_error(ErrorCode.MALFORMED_FRAME,
+                                f"the connection ended inside a frame "
+                                f"({self.decoder.pending} bytes pending)")
+            return None
+        self.last_rx = time.monotonic()
+        return list(self._frames(data))
 
-        Frames that arrived before a bad length are served first, in order.
-        """
-        while not self.frames:
-            if self.broken is not None:
-                self.send_error(self.broken.code, self.broken.message + "; closing")
-                raise Closed(self.broken.message)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            try:
-                data = await asyncio.wait_for(self.reader.read(65536), left)
-            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-                raise TimeoutError from None
-            except ConnectionError:
-                return None
-            if not data:
-                if self.decoder.pending:
-                    self.send_error(ErrorCode.MALFORMED_FRAME,
-                                    f"the connection ended inside a frame "
-                                    f"({self.decoder.pending} bytes pending)")
-                return None
-            try:
-                self.frames.extend(self.decoder.feed(data))  # keeps what came before an error
-            except ProtocolError as exc:
-                self.broken = exc
-        return self.frames.popleft()
+    def _frames(self, data: bytes) -> Any:
+        try:
+            yield from self.decoder.feed(data)
+        except ProtocolError as exc:
+            yield exc  # after the frames that came before it
 
 
 class BridgeServer:
-    def __init__(self, limits: Limits, avatar: Avatar, publish: Publish,
+    def __init__(self, limits: Limits, avatar: Avatar, publish: Publish, loop: Loop,
                  on_clients: Callable[[int], None] = lambda n: None) -> None:
         self.limits = limits
         self.avatar = avatar
         self.publish = publish
+        self.loop = loop
         self.on_clients = on_clients  # told the number of greeted clients when it changes
-        self.conns: set[Connection] = set()
+        self.conns: dict[socket.socket, Connection] = {}
         self._sessions = itertools.count(1)
         self._ids = itertools.count(1)
-        self._server: asyncio.Server | None = None
-        self._pinger: asyncio.Task[None] | None = None
+        self._listener: socket.socket | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
-    async def start(self, host: str, port: int) -> int:
-        """Listen; returns the bound port (useful when `port` is 0)."""
-        self._server = await asyncio.start_server(self._serve, host, port)
-        self._pinger = asyncio.create_task(self._ping_loop())
-        return self._server.sockets[0].getsockname()[1]
+    def listen(self, host: str, port: int) -> int:
+        """Bind (any thread); returns the bound port (useful when `port` is 0). Serving starts
+        with `attach` on the loop's thread."""
+        sock = socket.create_server((host, port), backlog=64)
+        sock.setblocking(False)
+        self._listener = sock
+        return sock.getsockname()[1]
 
-    async def close(self, reason: str = "the bridge is stopping") -> None:
-        if self._server is not None:
-            self._server.close()
-        if self._pinger is not None:
-            self._pinger.cancel()
-        for conn in list(self.conns):
-            conn.send_error(ErrorCode.SHUTTING_DOWN, reason)
-            conn.writer.close()
+    def attach(self) -> None:
+        assert self._listener is not None
+        self.loop.watch(self._listener, lambda _ev: self._accept())
+        self.loop.bus_every(self.limits.ping_interval_s, self._ping_all)
+        tick = max(0.02, min(0.25, self.limits.handshake_timeout_s / 5,
+                             self.limits.client_timeout_s / 5))
+        self.loop.bus_every(tick, self._check_timeouts)
+
+    def close(self, reason: str = "the bridge is stopping") -> None:
+        if self._listener is not None:
+            self.loop.unwatch(self._listener)
+            self._listener.close()
+            self._listener = None
+        for conn in list(self.conns.values()):
+            self._drop(conn, reason, ErrorCode.SHUTTING_DOWN)
 
     @property
     def clients(self) -> list[Connection]:
-        return [c for c in self.conns if c.greeted]
+        return [c for c in self.conns.values() if c.greeted]
 
     # -- sending -------------------------------------------------------------------------
     def broadcast(self, type_: str, data: dict[str, Any],
@@ -168,12 +228,22 @@ class BridgeServer:
         """Send to every greeted client; requests (commands) get an id. Returns how many."""
         msg_id = next(self._ids) if REGISTRY[type_].kind is Kind.REQUEST else None
         frame = message(type_, data, id=msg_id)
-        targets = [c for c in self.clients if c is not exclude]
-        for conn in targets:
+        piece = type_ == "mouth" or (type_ == "speech" and not data["done"])
+        count = 0
+        for conn in self.clients:
+            if conn is exclude:
+                continue
+            count += 1
             if msg_id is not None:
                 conn.remember(msg_id, type_)
-            conn.send(frame)
-        return len(targets)
+            try:
+                if piece:
+                    conn.send_piece(type_, data, frame)
+                else:
+                    conn.send(frame)
+            except Closed as exc:
+                self._drop(conn, exc.reason)
+        return count
 
     def _emit(self, out: list[Outgoing]) -> None:
         for type_, data in out:
@@ -181,56 +251,100 @@ class BridgeServer:
             if REGISTRY[type_].bus:
                 self.publish(type_, data)
 
-    # -- from the bus (called on the loop thread) ----------------------------------------
+    # -- from the bus --------------------------------------------------------------------
     def command(self, type_: str, data: dict[str, Any],
-                origin: Connection | None = None) -> tuple[dict[str, Any], int]:
-        """Apply an avatar command and forward it; raises CommandError."""
+                origin: Connection | None = None) -> int:
+        """Apply an avatar command and forward it; returns to how many. Raises CommandError."""
         clean = self.avatar.command(type_, data)
-        return clean, self.broadcast(type_, clean, exclude=origin)
+        count = self.broadcast(type_, clean, exclude=origin)
+        self.avatar.save()  # before the sender hears "ok", after the clients have it
+        return count
 
     def bus_event(self, type_: str, data: dict[str, Any]) -> None:
         try:
             self._emit(self.avatar.on_event(type_, data))
         except (CommandError, KeyError, TypeError) as exc:
             log.warning("ignored %s %r: %s", type_, data, exc)
+        self.avatar.save()  # an emotion changes the expressions
 
     # -- connections ---------------------------------------------------------------------
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Connection(self, reader, writer, next(self._sessions))
-        reason = "closed by the client"
-        self.conns.add(conn)
-        try:
-            if len(self.conns) > self.limits.max_clients:
-                conn.send_error(ErrorCode.TOO_MANY_CLIENTS, f"the bridge already serves "
-                                f"{self.limits.max_clients} clients (unity_bridge.max_clients)")
-                raise Closed("too many clients")
-            if await self._handshake(conn):
-                await self._read_loop(conn)
-        except Closed as exc:
-            reason = exc.reason
-        except Exception as exc:  # never let one connection take the server down
-            log.exception("connection %s failed", conn.name)
-            reason = f"internal error: {type(exc).__name__}"
-        finally:
-            self.conns.discard(conn)
-            reason = conn.dropped or reason
-            await _close(writer)
-            if conn.greeted:
-                self.on_clients(len(self.clients))
-                log.info("%s (%s) disconnected: %s", conn.name, conn.peer, reason)
-                self.publish("client_disconnected", {"client": conn.name,
-                                                     "session": conn.session, "reason": reason})
+    def ready_handler(self, conn: Connection) -> Callable[[int], None]:
+        def on_ready(events: int) -> None:
+            try:
+                if events & zmq.POLLOUT:
+                    conn.on_writable()
+                if events & zmq.POLLIN and conn.open:
+                    self._on_readable(conn)
+            except Closed as exc:
+                self._drop(conn, exc.reason)
+        return on_ready
 
-    async def _handshake(self, conn: Connection) -> bool:
-        try:
-            payload = await conn.next_frame(time.monotonic() + self.limits.handshake_timeout_s)
-        except TimeoutError:
-            conn.send_error(ErrorCode.TIMEOUT, f"no hello within "
-                            f"{self.limits.handshake_timeout_s:g} s (unity_bridge."
-                            f"handshake_timeout_s)")
-            raise Closed("handshake timeout") from None
-        if payload is None:
-            return False
+    def _accept(self) -> None:
+        assert self._listener is not None
+        for _ in range(64):
+            try:
+                sock, peer = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. out of file descriptors: keep serving the others
+                log.warning("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(self, sock, peer, next(self._sessions))
+            self.conns[sock] = conn
+            self.loop.watch(sock, self.ready_handler(conn))
+            if len(self.conns) > self.limits.max_clients:
+                self._drop(conn, "too many clients", ErrorCode.TOO_MANY_CLIENTS,
+                           f"the bridge already serves {self.limits.max_clients} clients "
+                           f"(unity_bridge.max_clients)")
+
+    def _drop(self, conn: Connection, reason: str, code: ErrorCode | None = None,
+              text: str | None = None) -> None:
+        """Close a connection (after an error frame, if given) and tell the bus."""
+        if not conn.open:
+            return
+        if code is not None:
+            try:
+                conn.send_error(code, text or reason)
+                if conn.out:
+                    conn.sock.send(conn.out)  # one last try; it is small or it is lost
+            except (Closed, OSError):
+                pass
+        conn.open = False
+        self.conns.pop(conn.sock, None)
+        self.loop.unwatch(conn.sock)
+        conn.sock.close()
+        if conn.greeted:
+            self.on_clients(len(self.clients))
+            log.info("%s (%s) disconnected: %s", conn.name, conn.peer, reason)
+            self.publish("client_disconnected", {"client": conn.name,
+                                                 "session": conn.session, "reason": reason})
+
+    def _on_readable(self, conn: Connection) -> None:
+        frames = conn.read()
+        if frames is None:
+            self._drop(conn, "closed by the client")
+            return
+        for payload in frames:
+            if isinstance(payload, ProtocolError):
+                conn.send_error(payload.code, payload.message + "; closing")
+                raise Closed(payload.message)
+            if not conn.greeted:
+                self._handshake(conn, payload)
+                continue
+            try:
+                self._on_frame(conn, payload)
+            except ProtocolError as exc:
+                conn.errors += 1
+                conn.send_error(exc.code, exc.message, exc.reply_to)
+                if conn.errors >= self.limits.max_errors:
+                    conn.send_error(ErrorCode.TOO_MANY_ERRORS,
+                                    f"{conn.errors} bad messages (unity_bridge.max_errors); "
+                                    f"closing")
+                    raise Closed("too many errors") from None
+
+    def _handshake(self, conn: Connection, payload: bytes) -> None:
         try:
             env = decode(payload, self.limits.max_frame)
         except ProtocolError as exc:
@@ -264,29 +378,6 @@ class BridgeServer:
         log.info("%s connected from %s (session %d)", conn.name, conn.peer, conn.session)
         self.publish("client_connected", {"client": conn.name, "session": conn.session,
                                           "peer": conn.peer})
-        return True
-
-    async def _read_loop(self, conn: Connection) -> None:
-        while True:
-            try:
-                payload = await conn.next_frame(conn.last_rx + self.limits.client_timeout_s)
-            except TimeoutError:
-                conn.send_error(ErrorCode.TIMEOUT, f"silent for {self.limits.client_timeout_s:g}"
-                                f" s (unity_bridge.client_timeout_s)")
-                raise Closed("timed out") from None
-            if payload is None:
-                return
-            conn.last_rx = time.monotonic()
-            try:
-                self._on_frame(conn, payload)
-            except ProtocolError as exc:
-                conn.errors += 1
-                conn.send_error(exc.code, exc.message, exc.reply_to)
-                if conn.errors >= self.limits.max_errors:
-                    conn.send_error(ErrorCode.TOO_MANY_ERRORS,
-                                    f"{conn.errors} bad messages (unity_bridge.max_errors); "
-                                    f"closing")
-                    raise Closed("too many errors") from None
 
     def _on_frame(self, conn: Connection, payload: bytes) -> None:
         env = decode(payload, self.limits.max_frame)
@@ -310,7 +401,7 @@ class BridgeServer:
             conn.send(message("pong", {"from": SERVER_NAME}, reply_to=env.id))
             return
         try:
-            _, count = self.command(env.type, env.data, origin=conn)
+            count = self.command(env.type, env.data, origin=conn)
         except CommandError as exc:
             raise ProtocolError(ErrorCode.INVALID_FIELD, f"{env.type}: {exc}", env.id) from None
         conn.send(message("ok", {"detail": f"sent to {count} other client(s)"},
@@ -324,70 +415,19 @@ class BridgeServer:
             self.publish("avatar_error", {"message": text, "command": command,
                                           "client": conn.name})
 
-    async def _ping_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.limits.ping_interval_s)
-            msg_id = next(self._ids)
-            frame = message("ping", {}, id=msg_id)
-            for conn in self.clients:
-                conn.send(frame)
+    # -- timers --------------------------------------------------------------------------
+    def _ping_all(self) -> None:
+        self.broadcast("ping", {})
 
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    try:
-        await asyncio.wait_for(writer.wait_closed(), 1.0)
-    except (asyncio.TimeoutError, OSError):
-        writer.transport.abort()
-
-
-class BridgeLoop:
-    """An asyncio loop on its own thread, with thread-safe ways in."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, daemon=True, name="bridge-loop")
-        self._posted: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
-            collections.deque())
-        self._drain_scheduled = False
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def run(self, coro: Any, timeout: float = 10.0) -> Any:
-        """Run a coroutine on the loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn: Callable[..., T], *args: Any, timeout: float = 10.0) -> T:
-        """Run `fn` on the loop thread and wait for its result (or its exception)."""
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def job() -> None:
-            try:
-                fut.set_result(fn(*args))
-            except BaseException as exc:
-                fut.set_exception(exc)
-        self.loop.call_soon_threadsafe(job)
-        return fut.result(timeout)
-
-    def post(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run `fn` on the loop soon, in order. A burst (tokens) wakes the loop once, not once
-        per item: each wake-up writes to the loop's self-pipe."""
-        self._posted.append((fn, args))
-        if not self._drain_scheduled:
-            self._drain_scheduled = True
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to do
-                self.loop.call_soon_threadsafe(self._drain_posted)
-
-    def _drain_posted(self) -> None:
-        self._drain_scheduled = False  # first: anything posted from now on schedules again
-        while self._posted:
-            fn, args = self._posted.popleft()
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("posted job failed")
+    def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        lim = self.limits
+        for conn in list(self.conns.values()):
+            if not conn.greeted and now - conn.opened > lim.handshake_timeout_s:
+                self._drop(conn, "handshake timeout", ErrorCode.TIMEOUT,
+                           f"no hello within {lim.handshake_timeout_s:g} s "
+                           f"(unity_bridge.handshake_timeout_s)")
+            elif conn.greeted and now - conn.last_rx > lim.client_timeout_s:
+                self._drop(conn, "timed out", ErrorCode.TIMEOUT,
+                           f"silent for {lim.client_timeout_s:g} s "
+                           f"(unity_bridge.client_timeout_s)")

@@ -1,8 +1,8 @@
 """The bridge worker: joins the bus, serves the Unity wire, and keeps the two in step.
 
-Two threads that matter, each with one job: the runtime's bus thread (heartbeats, and handing
-bus commands and events over without waiting) and the asyncio loop thread that owns every TCP
-connection and the avatar state, and answers commands itself.
+All of it runs on the runtime's bus thread, which polls the bus sockets and the TCP sockets
+together: a command from the bus is applied, sent to the clients and answered in one go. The
+main thread only waits for the stop request.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import threading
 from typing import Any
 
 from supervisor.codec import Envelope
 from supervisor.messages import BRIDGE, PROTOCOL_VERSION, REGISTRY, ErrorCode, Kind
 from unity_bridge.avatar import Avatar, CommandError
-from unity_bridge.server import BridgeLoop, BridgeServer, Limits
+from unity_bridge.server import BridgeServer, Limits
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("unity_bridge")
@@ -57,14 +58,9 @@ def main() -> None:
                        f"bind 127.0.0.1")
     avatar = Avatar(profile=str(rt.config["ai"]["gpu_profile"]),
                     state_file=rt.data_dir / "run" / STATE_FILE)
-    loop = BridgeLoop()
-    loop.start()
-    def forward(env: Envelope) -> None:
-        loop.post(server.bus_event, env.type, env.data)
-
     streaming = False
 
-    def on_clients(count: int) -> None:  # on the loop thread
+    def on_clients(count: int) -> None:
         nonlocal streaming
         if bool(count) == streaming:
             return  # subscriptions are counted by ZeroMQ: change them only on 0 <-> 1
@@ -75,19 +71,23 @@ def main() -> None:
             else:
                 rt.off_event(type_)
 
-    server = BridgeServer(limits_from(cfg), avatar, rt.publish, on_clients)
+    server = BridgeServer(limits_from(cfg), avatar, rt.publish, rt, on_clients)
     try:
-        port = loop.run(server.start(host, cfg["port"]))
+        port = server.listen(host, cfg["port"])
     except socket.gaierror as exc:
         rt.fail_config(f"config: 'unity_bridge.host' {host!r} cannot be resolved: {exc}")
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", host, cfg["port"], exc)
         raise SystemExit(1) from None  # maybe transient (port still held): the supervisor retries
+    rt.call_on_bus(server.attach)
     log.info("Unity wire listening on %s:%d (protocol %d)", host, port, PROTOCOL_VERSION)
 
-    def run_command(env: Envelope) -> None:  # on the loop thread, which owns the clients
+    def forward(env: Envelope) -> None:
+        server.bus_event(env.type, env.data)
+
+    def run_command(env: Envelope) -> None:
         try:
-            _, count = server.command(env.type, env.data)
+            count = server.command(env.type, env.data)
         except CommandError as exc:
             rt.error(env, ErrorCode.INVALID_FIELD, f"{env.type}: {exc}")
             return
@@ -97,17 +97,18 @@ def main() -> None:
         rt.error(env, ErrorCode.WRONG_DIRECTION,
                  f"'{env.type}' belongs to the Unity TCP wire (port {port}), not the bus")
 
-    for type_ in COMMANDS:  # handed from the bus thread straight to the loop: no waiting
-        rt.on_request(type_, lambda env: loop.post(run_command, env), inline=True)
+    for type_ in COMMANDS:  # inline: on the bus thread, which owns the clients too
+        rt.on_request(type_, run_command, inline=True)
     for type_ in WIRE_ONLY_REQUESTS:
         rt.on_request(type_, wire_only, inline=True)
     for type_ in EVENTS:
         rt.on_event(type_, forward, inline=True)
-    def on_stop(_drain: float) -> None:
-        try:  # tell the clients why they lose us; never let this block the stop itself
-            loop.run(server.close(), timeout=3)
-        except Exception:
-            log.exception("closing the Unity wire failed")
+
+    def on_stop(_drain: float) -> None:  # main thread: tell the clients why they lose us
+        closed = threading.Event()
+        rt.call_on_bus(lambda: (server.close(), closed.set()))
+        if not closed.wait(3):
+            log.warning("closing the Unity wire took over 3 s; stopping anyway")
 
     rt.on_stop(on_stop)
     rt.ready({"host": host, "port": port, "protocol": PROTOCOL_VERSION})

@@ -6,6 +6,11 @@ the worker's main thread unless registered `inline` (then they run on the bus th
 not block). Any thread may send: messages from other threads reach the bus thread through an
 inproc socket of their own.
 
+The bus thread is also a small event loop for workers whose work is I/O (the Unity bridge):
+`watch` polls their own sockets beside the bus sockets, `bus_every` runs timers and
+`call_on_bus` runs a function there. Such a worker then answers the bus and its sockets on one
+thread, without a hand-off between threads on the way.
+
 The supervisor writes boot info as one JSON line on our stdin and keeps the pipe open; EOF means
 the supervisor is gone (even killed with -9), and the worker exits at once. On Linux
 PR_SET_PDEATHSIG is set as well. Both work without signals on Windows only for the pipe, which
@@ -14,6 +19,7 @@ is why the pipe is the primary mechanism.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import logging
@@ -94,6 +100,9 @@ class WorkerRuntime:
         self._req_ids = itertools.count(1)
         self._pending: dict[int, Handler] = {}  # our own requests -> reply callback
         self._bus_ready = threading.Event()
+        self._watched: dict[int, Callable[[int], None]] = {}  # fd -> on_ready(events)
+        self._bus_calls: collections.deque[Callable[[], None]] = collections.deque()
+        self._bus_timers: list[list[Any]] = []  # [due, interval, fn], bus thread only
         self.on_request("ping", self._on_ping, inline=True)
         self.on_request("worker_stop", self._on_stop)
 
@@ -137,6 +146,31 @@ class WorkerRuntime:
         log.error("%s", message)
         logging.shutdown()
         os._exit(EXIT_CONFIG_ERROR)
+
+    # -- the bus thread as an event loop -------------------------------------------------
+    def call_on_bus(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the bus thread soon, in order (from the bus thread: after this batch)."""
+        self._bus_calls.append(fn)
+        if threading.current_thread() is not self._bus_thread:
+            self._to_bus([b"w"])
+
+    def watch(self, sock: Any, on_ready: Callable[[int], None],
+              events: int = zmq.POLLIN) -> None:
+        """Poll a socket (anything with fileno()) on the bus thread; bus thread only. Calling
+        it again changes the events; `unwatch` before closing the socket."""
+        fd = sock.fileno()
+        self._watched[fd] = on_ready
+        self._poller.register(fd, events)
+
+    def unwatch(self, sock: Any) -> None:
+        fd = sock.fileno()
+        if self._watched.pop(fd, None) is not None:
+            self._poller.unregister(fd)
+
+    def bus_every(self, interval: float, fn: Callable[[], None]) -> None:
+        """A periodic timer on the bus thread; `fn` must not block."""
+        self.call_on_bus(lambda: self._bus_timers.append(
+            [time.monotonic() + interval, interval, fn]))
 
     # -- sending (any thread) ------------------------------------------------------------
     def request(self, type_: str, data: dict[str, Any], on_reply: Handler) -> None:
@@ -194,7 +228,7 @@ class WorkerRuntime:
             self.sub.setsockopt(zmq.SUBSCRIBE, event_topic(type_))
         outbox = self.ctx.socket(zmq.PULL)
         outbox.bind(OUTBOX)
-        poller = zmq.Poller()
+        self._poller = poller = zmq.Poller()
         for sock in (self.dealer, self.sub, outbox):
             poller.register(sock, zmq.POLLIN)
         self._bus_ready.set()
@@ -206,7 +240,23 @@ class WorkerRuntime:
                 self.dealer.send(make("heartbeat", {"worker": self.name, "pid": os.getpid(),
                                                     "seq": self._hb_seq}))
                 next_hb = now + self.heartbeat_s
-            for sock, _ in poller.poll(max(0, int((next_hb - time.monotonic()) * 1000)) + 1):
+            due = next_hb
+            for timer in self._bus_timers:
+                if timer[0] <= now:
+                    timer[0] = now + timer[1]
+                    self._guard(timer[2])
+                due = min(due, timer[0])
+            while self._bus_calls:
+                self._guard(self._bus_calls.popleft())
+            timeout = max(0, int((due - time.monotonic()) * 1000)) + 1
+            for sock, events in poller.poll(timeout):
+                on_ready = self._watched.get(sock)
+                if on_ready is not None:
+                    try:
+                        on_ready(events)
+                    except Exception:
+                        log.exception("handling a watched socket failed")
+                    continue
                 for _ in range(1000):
                     try:
                         frames = sock.recv_multipart(zmq.NOBLOCK)
@@ -223,6 +273,13 @@ class WorkerRuntime:
                     else:
                         self._incoming(frames[-1], self._requests)
 
+    @staticmethod
+    def _guard(fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("bus thread task failed")
+
     def _route_out(self, frames: list[bytes]) -> None:
         kind = frames[0]
         if kind == b"d":
@@ -233,6 +290,7 @@ class WorkerRuntime:
             self.sub.setsockopt(zmq.SUBSCRIBE, frames[1])
         elif kind == b"u":
             self.sub.setsockopt(zmq.UNSUBSCRIBE, frames[1])
+        # b"w" only wakes the loop, which then runs what call_on_bus queued
 
     def _incoming(self, frame: bytes, table: dict[str, tuple[Handler, bool]]) -> None:
         try:
