@@ -25,7 +25,7 @@ from workers.inference.gguf_info import GGUFError, read_model_info
 from workers.inference.llama_loader import open_model
 from workers.inference.memory import Memory
 from workers.inference.planner import MiB, Plan, plan_profile
-from workers.priority import lower_this_thread_for_compute
+from workers.priority import keep_this_thread_responsive, lower_this_thread_for_compute
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("inference")
@@ -63,7 +63,8 @@ class InferenceWorker:
     def _llama_thread(self) -> None:
         # Before the first llama call: ggml's compute threads, created from this thread, inherit
         # the lower priority, so bus messages and the user's foreground apps preempt them.
-        lower_this_thread_for_compute()
+        if lower_this_thread_for_compute() == "process":  # Windows, macOS: lift the bus back
+            self.rt.call_on_bus(keep_this_thread_responsive)
         self.rt.ready(self._load())
         self._generate_loop()
 
