@@ -70,6 +70,9 @@ SCHEMA: dict[str, Any] = {
                            doc="conversation memory (SQLite); null for <data dir>/memory.sqlite"),
         "vram_margin_mb": Opt(int, 512, min=0, max=65536,
                               doc="VRAM kept free when planning GPU layers"),
+        "extra_load_s": Opt(NUM, 0.0, min=0, max=600,
+                            doc="benchmarks: each load takes this much longer, busy on one "
+                                "core, as a large model's load does"),
     },
     "supervisor": {
         "heartbeat_interval_s": Opt(NUM, 1.0, min=0.05, max=60),
