@@ -74,6 +74,8 @@ class Child:
     last_heartbeat: float = 0.0
     heartbeats: int = 0  # received from this process
     heartbeat_gap_max: float = 0.0  # largest gap between two of them, seconds
+    heartbeat_gap_recent: float = 0.0  # largest in the last stats interval (see sample)
+    _gap_window: float = 0.0
     ready_info: dict[str, Any] = field(default_factory=dict)
     last_output: str = ""  # last line the process printed: why a config error stopped it
     crash_times: deque = field(default_factory=deque)
@@ -119,7 +121,7 @@ class Child:
         self.started_at = time.monotonic()
         self.last_heartbeat = 0.0
         self.heartbeats = 0
-        self.heartbeat_gap_max = 0.0
+        self.heartbeat_gap_max = self.heartbeat_gap_recent = self._gap_window = 0.0
         self.ready_at = 0.0
         self.ready_info = {}
         self.stop_phase = 0
@@ -198,10 +200,20 @@ class Child:
             self.crash_times.popleft()
         return len(self.crash_times)
 
+    def on_heartbeat(self, now: float) -> None:
+        if self.last_heartbeat:
+            gap = now - self.last_heartbeat
+            self.heartbeat_gap_max = max(self.heartbeat_gap_max, gap)
+            self._gap_window = max(self._gap_window, gap)
+        self.last_heartbeat = now
+        self.heartbeats += 1
+
     # -- stats ---------------------------------------------------------------------------
     def sample(self) -> None:
         """Read cpu % and rss; only the stats timer calls this, because cpu_percent measures
-        since its previous call and must see even intervals."""
+        since its previous call and must see even intervals. Also closes the heartbeat-gap
+        window, so worker_stats tells when a gap happened, not only that one did."""
+        self.heartbeat_gap_recent, self._gap_window = self._gap_window, 0.0
         self._cpu = self._rss = None
         if self._ps is not None:
             try:
@@ -224,4 +236,5 @@ class Child:
             "ready_info": self.ready_info,
             "heartbeats": self.heartbeats,
             "heartbeat_gap_max_s": round(self.heartbeat_gap_max, 4),
+            "heartbeat_gap_recent_s": round(self.heartbeat_gap_recent, 4),
         }

@@ -246,11 +246,7 @@ class Supervisor:
         elif ms.kind is Kind.REPLY and child is not None:
             self._on_worker_reply(child, env)
         elif env.type == "heartbeat" and child is not None:
-            now = time.monotonic()
-            if child.last_heartbeat:
-                child.heartbeat_gap_max = max(child.heartbeat_gap_max, now - child.last_heartbeat)
-            child.last_heartbeat = now
-            child.heartbeats += 1
+            child.on_heartbeat(time.monotonic())
         elif env.type == "ready" and child is not None:
             self._on_ready(child, env)
         elif ident.startswith(b"w:") and ms.kind is not Kind.REQUEST:

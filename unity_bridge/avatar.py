@@ -119,6 +119,7 @@ class Avatar:
         self.switching = False  # a profile switch runs: inference stopping is not "idle"
         self.dirty = False  # changed since the last save
         self._fd: int | None = None
+        self._size = 0  # of the file behind _fd
         self._load()
 
     # -- commands ------------------------------------------------------------------------
@@ -126,19 +127,19 @@ class Avatar:
         """Apply a command; returns its normalised data, which is what clients receive."""
         clean = normalize(type_, data)
         s = self.state
-        if type_ == "load_model":
-            s.model = clean["path"]
-        elif type_ == "set_expression":
-            s.expressions[clean["name"]] = clean["value"]
-        elif type_ == "reset_expressions":
-            s.expressions = {}
-        elif type_ == "set_transition_speed":
-            s.transition_speed = clean["speed"]
-        elif type_ == "set_auto_blink":
-            s.auto_blink = clean["enabled"]
-        elif type_ == "set_auto_head_movement":
-            s.auto_head_movement = dict(clean)
-        self.dirty = True
+        if type_ == "set_expression":
+            if s.expressions.get(clean["name"]) != clean["value"]:
+                s.expressions[clean["name"]] = clean["value"]
+                self.dirty = True
+            return clean
+        attr, value = {"load_model": ("model", clean.get("path")),
+                       "reset_expressions": ("expressions", {}),
+                       "set_transition_speed": ("transition_speed", clean.get("speed")),
+                       "set_auto_blink": ("auto_blink", clean.get("enabled")),
+                       "set_auto_head_movement": ("auto_head_movement", clean)}[type_]
+        if getattr(s, attr) != value:
+            setattr(s, attr, dict(value) if isinstance(value, dict) else value)
+            self.dirty = True  # only a change is worth a write
         return clean
 
     def emotion(self, name: str, intensity: float) -> list[Outgoing]:
@@ -227,16 +228,21 @@ class Avatar:
         if self.state_file is None or not self.dirty:
             return
         self.dirty = False
-        snap = self.state.snapshot()
-        data = json.dumps({k: snap[k] for k in PERSISTED}).encode()
+        data = json.dumps({k: getattr(self.state, k) for k in PERSISTED}).encode()
         try:
             if self._fd is None:
                 self.state_file.parent.mkdir(parents=True, exist_ok=True)
                 self._fd = os.open(self.state_file,
                                    os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
-            os.lseek(self._fd, 0, os.SEEK_SET)
-            os.write(self._fd, data)
-            os.ftruncate(self._fd, len(data))
+                self._size = os.fstat(self._fd).st_size
+            if hasattr(os, "pwrite"):
+                os.pwrite(self._fd, data, 0)
+            else:  # Windows
+                os.lseek(self._fd, 0, os.SEEK_SET)
+                os.write(self._fd, data)
+            if len(data) < self._size:
+                os.ftruncate(self._fd, len(data))
+            self._size = len(data)
         except OSError:
             pass  # losing the replay after a bridge restart is not worth failing a command
 

@@ -38,6 +38,8 @@ ACCEPTS = sorted(n for n, s in REGISTRY.items() if s.wire in (Wire.FROM_CLIENT, 
 EMITS = sorted(n for n, s in REGISTRY.items() if s.wire in (Wire.TO_CLIENT, Wire.BOTH))
 Publish = Callable[[str, dict[str, Any]], None]
 READ_CHUNK = 1 << 16
+# Plain ints: zmq's are enum flags, whose `&` runs Python code on every event.
+POLLIN, POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
 
 
 class Loop(Protocol):
@@ -95,7 +97,8 @@ class Connection:
     def send(self, frame: bytes) -> None:
         if not self.open:
             return
-        self._unmerge()
+        if self.speech is not None or self.mouth is not None:
+            self._unmerge()
         if self.out:
             self.out += frame
             if len(self.out) > self.server.limits.max_backlog:
@@ -136,7 +139,7 @@ class Connection:
         if n < len(data):
             self.out += memoryview(data)[n:]
             self.server.loop.watch(self.sock, self.server.ready_handler(self),
-                                   zmq.POLLIN | zmq.POLLOUT)
+                                   POLLIN | POLLOUT)
 
     def on_writable(self) -> None:
         while self.out or self.speech or self.mouth:
@@ -147,7 +150,7 @@ class Connection:
             self._write(pending)
             if self.out:
                 return  # still backed up; the socket stays watched for writing
-        self.server.loop.watch(self.sock, self.server.ready_handler(self), zmq.POLLIN)
+        self.server.loop.watch(self.sock, self.server.ready_handler(self), POLLIN)
 
     def remember(self, msg_id: int, type_: str) -> None:
         self.sent[msg_id] = type_
@@ -192,6 +195,7 @@ class BridgeServer:
         self._sessions = itertools.count(1)
         self._ids = itertools.count(1)
         self._listener: socket.socket | None = None
+        self._save_queued = False
 
     # -- lifecycle -----------------------------------------------------------------------
     def listen(self, host: str, port: int) -> int:
@@ -226,14 +230,13 @@ class BridgeServer:
     def broadcast(self, type_: str, data: dict[str, Any],
                   exclude: Connection | None = None) -> int:
         """Send to every greeted client; requests (commands) get an id. Returns how many."""
+        targets = [c for c in self.conns.values() if c.greeted and c is not exclude]
+        if not targets:
+            return 0
         msg_id = next(self._ids) if REGISTRY[type_].kind is Kind.REQUEST else None
         frame = message(type_, data, id=msg_id)
         piece = type_ == "mouth" or (type_ == "speech" and not data["done"])
-        count = 0
-        for conn in self.clients:
-            if conn is exclude:
-                continue
-            count += 1
+        for conn in targets:
             if msg_id is not None:
                 conn.remember(msg_id, type_)
             try:
@@ -243,7 +246,7 @@ class BridgeServer:
                     conn.send(frame)
             except Closed as exc:
                 self._drop(conn, exc.reason)
-        return count
+        return len(targets)
 
     def _emit(self, out: list[Outgoing]) -> None:
         for type_, data in out:
@@ -257,7 +260,7 @@ class BridgeServer:
         """Apply an avatar command and forward it; returns to how many. Raises CommandError."""
         clean = self.avatar.command(type_, data)
         count = self.broadcast(type_, clean, exclude=origin)
-        self.avatar.save()  # before the sender hears "ok", after the clients have it
+        self._save_soon()
         return count
 
     def bus_event(self, type_: str, data: dict[str, Any]) -> None:
@@ -265,15 +268,27 @@ class BridgeServer:
             self._emit(self.avatar.on_event(type_, data))
         except (CommandError, KeyError, TypeError) as exc:
             log.warning("ignored %s %r: %s", type_, data, exc)
-        self.avatar.save()  # an emotion changes the expressions
+        self._save_soon()  # an emotion changes the expressions
+
+    def _save_soon(self) -> None:
+        """Persist right after this batch of messages, once the replies are out: off the
+        command's path, and a burst (an emotion sets five expressions) costs one write. A kill
+        in the microseconds between the reply and the write loses that one command."""
+        if self.avatar.dirty and not self._save_queued:
+            self._save_queued = True
+            self.loop.call_on_bus(self._save)
+
+    def _save(self) -> None:
+        self._save_queued = False
+        self.avatar.save()
 
     # -- connections ---------------------------------------------------------------------
     def ready_handler(self, conn: Connection) -> Callable[[int], None]:
         def on_ready(events: int) -> None:
             try:
-                if events & zmq.POLLOUT:
+                if events & POLLOUT:
                     conn.on_writable()
-                if events & zmq.POLLIN and conn.open:
+                if events & POLLIN and conn.open:
                     self._on_readable(conn)
             except Closed as exc:
                 self._drop(conn, exc.reason)
