@@ -181,6 +181,16 @@ def test_context_overflow_is_handled(make_stack, tmp_path: Path) -> None:
     assert stack.worker("inference")["restarts"] == 0
 
 
+def test_extra_load_time_stands_in_for_a_large_model(make_stack) -> None:
+    """bench.ipc's slow-load switch relies on it: the load is longer, the worker the same."""
+    stack = make_stack(ai={"extra_load_s": 0.6},
+                       workers={"gpu_monitor": {"enabled": False},
+                                "unity_bridge": {"enabled": False}}).start()
+    assert stack.worker("inference")["ready_info"]["load_s"] >= 0.6
+    done = stack.client.request("chat", {"text": "Hi!", "max_tokens": 8}, timeout=60)
+    assert done.type == "chat_done" and done.data["tokens"] > 0
+
+
 def test_missing_model_is_a_clear_fatal_error(make_stack, tmp_path: Path) -> None:
     missing = tmp_path / "nope.gguf"
     stack = make_stack(ai={"model_path": str(missing)})

@@ -60,6 +60,29 @@ def test_sigstop_is_detected_as_hung_and_replaced(make_stack) -> None:
     assert stack.worker("unity_bridge")["restarts"] == 0
 
 
+@posix_only
+def test_worker_stats_tell_when_a_heartbeat_gap_happened(make_stack) -> None:
+    """A pause shorter than the hang limit shows in the interval it happened in, then clears."""
+    stack = make_stack(supervisor={"heartbeat_interval_s": 0.1, "heartbeat_misses": 20,
+                                   "stats_interval_s": 0.2}).start()
+    stack.client.subscribe(["worker_stats"])
+    stack.client.wait_event("worker_stats")
+    victim = stack.worker("gpu_monitor")["pid"]
+    os.kill(victim, signal.SIGSTOP)
+    time.sleep(0.6)
+    os.kill(victim, signal.SIGCONT)
+    gaps = []
+    until = time.monotonic() + 2
+    while time.monotonic() < until:  # ten stats intervals after the pause
+        ev = stack.client.wait_event("worker_stats", timeout=10)
+        gaps.append(ev.data["workers"]["gpu_monitor"]["heartbeat_gap_recent_s"])
+    assert max(gaps) >= 0.55, gaps  # the pause, in the interval it closed in
+    assert 0 < gaps[-1] < 0.3, gaps  # later intervals have only normal gaps
+    w = stack.worker("gpu_monitor")
+    assert (w["pid"], w["restarts"], w["state"]) == (victim, 0, "RUNNING")
+    assert w["heartbeat_gap_max_s"] >= 0.55
+
+
 def test_crash_at_start_backs_off_then_fatal_others_unaffected(make_stack) -> None:
     stack = make_stack(
         supervisor={"max_restarts": 3, "restart_window_s": 30},
