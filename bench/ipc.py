@@ -676,7 +676,8 @@ class Bench:
             time.sleep(0.01)  # let the bridge see the close (max_clients)
             return pr.hello_s
         self.interleaved("hello", hello, "rt_tcp", "hello",
-                         "TCP client -> bridge -> TCP client (welcome), fresh connection",
+                         "TCP client -> bridge -> TCP client (welcome), fresh connection; the "
+                         "floor is a round trip on an open one (no accept)",
                          n=max(50, self.n // 10))
         self.row("welcome", alias_of="hello", path="reply of hello; see hello", real={"n": 0})
         # TCP client events -> bridge -> bus subscriber
@@ -974,8 +975,8 @@ class Bench:
         for type_ in ("speech", "mouth"):
             self.row(type_, alias_of="chat_delta→TCP", real={"n": 0},
                      path="made by the bridge from each chat_delta: see chat_delta→TCP")
-        self.missing("heartbeat", "worker -> supervisor only, never republished; its gaps "
-                     "are in status (heartbeat_gap_max_s), see the switch section")
+        self.missing("heartbeat", "worker -> supervisor only, never republished; the largest "
+                     "gap per stats interval is in worker_stats: see the switch targets")
         self.missing("ready", "worker -> supervisor once per start; see worker_state and "
                      "recovery (ready again)")
         self.missing("worker_stop", "supervisor -> worker during stop/switch; its effect is "
@@ -1040,14 +1041,17 @@ def table(res: dict[str, Any]) -> str:
 
 def targets(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     out = []
-    for label, get in (("on one core", lambda r: r.get("one_core", {}).get("ratio_p50")),
-                       ("unpinned", lambda r: r.get("ratio_p50"))):
+    for label, get, target in (
+            ("as it runs", lambda r: r.get("ratio_p50"), True),
+            ("diagnostic: all on one core, our software's share",
+             lambda r: r.get("one_core", {}).get("ratio_p50"), False)):
         rows = [(k, get(r)) for k, r in res["types"].items() if get(r)]
         worst = max(rows, key=lambda kr: kr[1])
         over = [f"{k} {v:.2f}" for k, v in rows if v > TARGET_RATIO]
         out.append((f"p50 <= 1.25x floor, every type ({label})",
                     f"{len(rows) - len(over)}/{len(rows)} types within; worst {worst[0]} "
-                    f"{worst[1]:.2f}x; over: " + (", ".join(over) or "none"), not over))
+                    f"{worst[1]:.2f}x; over: " + (", ".join(over) or "none"),
+                    not over if target else None))
     p99 = [(k, r["real"]["p99_ms"]) for k, r in res["types"].items()
            if r["real"].get("n", 0) >= 50]
     bad = [f"{k} {v:.2f}" for k, v in p99 if v > TARGET_P99_MS]
