@@ -563,6 +563,7 @@ class Bench:
             self.row("switch_profile", path="client -> supervisor -> client (ok; the switch "
                      "goes on after)", real=summary([results["switch"]["switch_profile_ok_ms"]
                                                      / 1e3]), warmup=0, note="1 sample")
+            self.measure_retry()
             self.measure_lifecycle()
             self.collect_passive()
             results["recovery"] = self.measure_recovery()
@@ -939,6 +940,33 @@ class Bench:
               f"max {gaps}", flush=True)
         return res
 
+    def measure_retry(self) -> None:
+        """request_retry: an emergency switch in the middle of a reply; the supervisor tells
+        the asker it runs again on the new process (supervisor -> client, one way)."""
+        rounds = 2 if self.quick else 4
+        print(f"emergency switches mid-reply ({rounds}) ...", flush=True)
+        asker, ctl = self.stack.new_client(), self.stack.new_client()
+        lat = []
+        for i in range(rounds):
+            old = self.stack.worker("inference")["pid"]
+            mid = asker.send("chat", {"text": "Tell me a story about a cat.", "max_tokens": 48,
+                                      "conversation": f"retry{i}"})
+            asker.recv_for(mid, 60)  # the first token: the reply is in flight
+            ctl.request("switch_profile", {"profile": "cpu_fallback", "emergency": True,
+                                           "reason": "ipc bench"})
+            while True:
+                env = asker.recv_for(mid, 120)
+                if env.type == "request_retry":
+                    lat.append(time.time() - env.ts)
+                if env.type in ("chat_done", "error"):
+                    break
+            self.stack.wait_state("inference", "RUNNING", 60, lambda w, old=old: w["pid"] != old)
+        asker.close()
+        ctl.close()
+        self.row("request_retry", path="supervisor -> client (one way), sent when an emergency "
+                 "switch cuts a reply", real=summary(lat), warmup=0,
+                 note=f"{rounds} emergency switches; no floor: one hop")
+
     def measure_lifecycle(self) -> None:
         print("stop / restart / kill (gpu_monitor) ...", flush=True)
         for type_ in ("stop", "restart", "kill"):
@@ -981,8 +1009,6 @@ class Bench:
                      "recovery (ready again)")
         self.missing("worker_stop", "supervisor -> worker during stop/switch; its effect is "
                      "in the switch figures")
-        self.missing("request_retry", "needs a worker crash mid-request; covered by "
-                     "tests/test_supervision.py, not timed")
         self.missing("auto_switch", "needs GPU pressure (NVML or a --gpu-trace replay); "
                      "this machine has no GPU")
         self.missing("shutdown", "ends the stack; timed by harness stop, not as IPC")
