@@ -421,8 +421,9 @@ def ancestor_json_rt(n: int) -> dict[str, Any]:
 
 # -- the benchmark -------------------------------------------------------------------------
 class Bench:
-    def __init__(self, quick: bool, tmp: Path) -> None:
+    def __init__(self, quick: bool, tmp: Path, footprint_s: float | None = None) -> None:
         self.quick = quick
+        self.footprint_s = footprint_s if footprint_s is not None else (30 if quick else 60)
         self.tmp = tmp
         self.n = 200 if quick else 1000  # samples per type, real and floor each
         self.blocks = 4 if quick else 10
@@ -512,13 +513,13 @@ class Bench:
         self.row(key, **row)
 
     def passive(self, key: str, lat: list[float], path: str, floor: list[float] | None,
-                note: str = "") -> None:
+                note: str = "", floor_name: str = "cold ow_ipc_2") -> None:
         """Events we only observe (published on their own schedule): no interleaving."""
         row: dict[str, Any] = {"path": path, "real": summary(lat), "warmup": 0,
                                "note": note or "observed as published; ts -> receipt"}
         if floor and lat:
             fl = summary(floor)
-            row.update(floor=fl, floor_name="cold ow_ipc_2",
+            row.update(floor=fl, floor_name=floor_name,
                        ratio_p50=row["real"]["p50_ms"] / fl["p50_ms"])
         self.row(key, **row)
 
@@ -998,7 +999,7 @@ class Bench:
         for type_ in ("chat_started", "chat_delta", "chat_ended", "emotion"):
             self.passive(type_, lat.get(type_, []), "inference PUB -> proxy -> bus SUB",
                          self.floor_under_load, "during generation; floor under the same "
-                         "load (see chat_token)")
+                         "load (see chat_token)", floor_name="ow_ipc_2 under load")
         # bridge -> TCP client only frames, measured from the bridge's own ts
         for type_ in ("speech", "mouth"):
             self.row(type_, alias_of="chat_delta→TCP", real={"n": 0},
@@ -1016,7 +1017,7 @@ class Bench:
     # -- 5. footprint and recovery ---------------------------------------------------------
     def measure_footprint(self, stack: Stack) -> dict[str, Any]:
         """The supervisor of an idle stack with the default config (no client connected)."""
-        secs = 30 if self.quick else 60
+        secs = self.footprint_s
         print(f"idle footprint over {secs} s ...", flush=True)
         time.sleep(1)
         sup = psutil.Process(stack.status()["supervisor"]["pid"])
@@ -1142,7 +1143,7 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def plots(res: dict[str, Any]) -> list[str]:
+def plots(res: dict[str, Any], out_dir: Path = RESULTS) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -1162,7 +1163,7 @@ def plots(res: dict[str, Any]) -> list[str]:
     ax.legend(fontsize=8)
     ax.set_title("IPC latency per message type: real stack vs floor")
     fig.tight_layout()
-    out = [RESULTS / "ipc_latency.png"]
+    out = [out_dir / "ipc_latency.png"]
     fig.savefig(out[0], dpi=100)
     plt.close(fig)
     codec = res["codec"]
@@ -1176,7 +1177,7 @@ def plots(res: dict[str, Any]) -> list[str]:
     ax.set_ylabel("µs per message")
     ax.legend()
     fig.tight_layout()
-    out.append(RESULTS / "ipc_codec.png")
+    out.append(out_dir / "ipc_codec.png")
     fig.savefig(out[1], dpi=100)
     plt.close(fig)
     return [str(p) for p in out]
@@ -1188,18 +1189,21 @@ def main() -> int:
         return 1
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer samples, 30 s footprint")
+    ap.add_argument("--footprint-s", type=float, help="idle footprint seconds (default 60, "
+                    "30 with --quick)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="ipcb-") as d:
-        res = Bench(args.quick, Path(d)).run()
+        res = Bench(args.quick, Path(d), args.footprint_s).run()
     res["quick"] = args.quick
     res["targets"] = targets(res)
-    RESULTS.mkdir(exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     md = markdown(res)
-    (RESULTS / "ipc.md").write_text(md)
-    res["plots"] = plots(res)
-    (RESULTS / "ipc.json").write_text(json.dumps(res, indent=2, default=str))
+    (args.out / "ipc.md").write_text(md)
+    res["plots"] = plots(res, args.out)
+    (args.out / "ipc.json").write_text(json.dumps(res, indent=2, default=str))
     print(md)
-    print(f"wrote {RESULTS / 'ipc.json'}, ipc.md, ipc_latency.png, ipc_codec.png")
+    print(f"wrote {args.out / 'ipc.json'}, ipc.md, ipc_latency.png, ipc_codec.png")
     return 0
 
 

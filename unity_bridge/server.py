@@ -20,7 +20,7 @@ import itertools
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -158,9 +158,9 @@ class Connection:
             del self.sent[next(iter(self.sent))]
 
     # -- reading -------------------------------------------------------------------------
-    def read(self) -> list[bytes] | None:
-        """The whole frames received; None at EOF. A bad length after some frames is raised
-        once those were handled (Closed), in order."""
+    def read(self) -> list[bytes | ProtocolError] | None:
+        """The whole frames received; None at EOF. A bad length comes last, as the error,
+        after the frames that came before it."""
         try:
             data = self.sock.recv(READ_CHUNK)
         except (BlockingIOError, InterruptedError):
@@ -176,7 +176,7 @@ class Connection:
         self.last_rx = time.monotonic()
         return list(self._frames(data))
 
-    def _frames(self, data: bytes) -> Any:
+    def _frames(self, data: bytes) -> Iterator[bytes | ProtocolError]:
         try:
             yield from self.decoder.feed(data)
         except ProtocolError as exc:
