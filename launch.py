@@ -12,7 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from supervisor.bus import BusInfo
+from protocol.bus import BusInfo
+from protocol.messages import CHAT, GPU, PROFILES
 from supervisor.config import DEFAULT_CONFIG, ConfigError, check_profile, load_config
 from supervisor.core import Supervisor
 
@@ -53,16 +54,16 @@ def _existing(path: Path, what: str, hint: str) -> str:
 
 
 def worker_options(args: argparse.Namespace, cfg: dict) -> dict[str, dict]:
-    """Per-worker start options from the command line, checked before anything starts."""
-    options: dict[str, dict] = {"inference": {}, "gpu_monitor": {}}
+    """Start options from the command line, per role (the worker that provides the role gets
+    them), checked before anything starts."""
+    options: dict[str, dict] = {PROFILES: {}, CHAT: {}, GPU: {}}
     if args.profile:
         check_profile(args.profile, cfg)
-        options["inference"]["profile"] = args.profile
+        options[PROFILES]["profile"] = args.profile
     if args.model:
-        options["inference"]["model"] = _existing(args.model, "model file", "see models/README.md")
+        options[CHAT]["model"] = _existing(args.model, "model file", "see models/README.md")
     if args.gpu_trace:
-        options["gpu_monitor"]["trace"] = _existing(args.gpu_trace, "GPU trace",
-                                                    "see data/traces/")
+        options[GPU]["trace"] = _existing(args.gpu_trace, "GPU trace", "see data/traces/")
     return options
 
 

@@ -51,13 +51,13 @@ from typing import Any, TypeVar
 import psutil
 import zmq
 
-from supervisor.bus import BusClient, BusError
-from supervisor.codec import Envelope, ProtocolError, decode
+from protocol.bus import BusClient, BusError
+from protocol.codec import Envelope, ProtocolError, decode
 from supervisor.config import DEFAULT_MODEL, default_config, load_profiles, validate
 from supervisor.harness import ROOT, Stack
-from workers.inference.gguf_info import read_model_info
+from workers.gpu.gguf_info import read_model_info
 from workers.inference.llama_loader import open_model
-from workers.inference.planner import Plan, plan_profile
+from workers.gpu.planner import Plan, plan_profile
 from workers.inference.worker import TEMPLATE_TOKENS_PER_MESSAGE
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -33,12 +33,12 @@ import psutil
 import zmq
 
 from bench.recovery import WORKERS, measure_worker
-from supervisor.bus import event_topic, secure_client
-from supervisor.codec import Envelope as Env
-from supervisor.codec import decode, encode, make
+from protocol.bus import event_topic, secure_client
+from protocol.codec import Envelope as Env
+from protocol.codec import decode, encode, make
 from supervisor.harness import Stack
-from supervisor.messages import NUM, REGISTRY, Kind
-from unity_bridge.framing import FrameDecoder, message
+from protocol.messages import NUM, REGISTRY, Kind
+from protocol.framing import FrameDecoder, message
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRACE = Path(__file__).resolve().parent.parent / "data" / "traces" / "companion_alone.csv"

@@ -36,7 +36,7 @@ from typing import Any
 import psutil
 
 from supervisor.harness import Stack, wait_for
-from workers.gpu_monitor.sources import NvmlSource
+from workers.gpu.sources import NvmlSource
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MiB = 1 << 20

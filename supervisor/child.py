@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from supervisor.codec import Envelope
+from protocol.codec import Envelope
 from supervisor.config import REPO_ROOT
 
 
@@ -64,6 +64,7 @@ class Child:
     log_path: Path
     log_max_bytes: int
     log_backups: int
+    roles: list[str] = field(default_factory=list)  # what it provides (see protocol ROLES)
     options: dict[str, Any] = field(default_factory=dict)  # per-start boot options (profile)
     state: State = State.EXITED
     proc: subprocess.Popen | None = None
@@ -228,7 +229,7 @@ class Child:
         now = time.monotonic()
         alive = self.alive
         return {
-            "pid": self.pid, "state": self.state.value,
+            "pid": self.pid, "state": self.state.value, "roles": self.roles,
             "cpu_percent": self._cpu if alive else None, "rss": self._rss if alive else None,
             "uptime_s": round(now - self.started_at, 3) if self.alive else 0.0,
             "restarts": self.restarts, "last_exit": self.last_exit,

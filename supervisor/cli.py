@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
-from supervisor.bus import BusClient, BusError, connect
-from supervisor.config import DEFAULT_CONFIG
+from protocol.bus import BusClient, BusError, connect
+from protocol.messages import PROFILES
+from supervisor.config import DEFAULT_CONFIG, REPO_ROOT
+
+DOCTOR_MODULE = "workers.inference.doctor"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.cmd == "doctor":
-        from workers.inference.doctor import diagnose, print_report  # loads llama: not core
-
-        return print_report(diagnose(args.config, args.model), args.json)
+    if args.cmd == "doctor":  # its own process: it loads llama, which the CLI never imports
+        cmd = [sys.executable, "-m", DOCTOR_MODULE, "--config", str(args.config)]
+        cmd += ["--json"] * args.json + (["--model", str(args.model)] if args.model else [])
+        return subprocess.call(cmd, cwd=REPO_ROOT)
     try:
         client = connect(args.config.resolve().parent / "run")
     except BusError as exc:
@@ -115,7 +119,8 @@ def print_status(reply: dict) -> None:
           f"rss {_mb(sup.get('rss'))}  profile {reply.get('profile') or '-'}")
     print(f"{'worker':<14}{'state':<10}{'pid':>8}{'cpu%':>7}{'rss':>9}{'up s':>8}"
           f"{'restarts':>9}  last exit")
-    inf = reply["workers"].get("inference", {}).get("ready_info") or {}
+    inf = next((w.get("ready_info") or {} for w in reply["workers"].values()
+                if PROFILES in w.get("roles", ())), {})
     if inf.get("gpu_fallback"):
         print(f"note: profile '{inf.get('requested_profile')}' runs as '{inf.get('profile')}': "
               f"{(inf.get('notes') or ['-'])[-1]}")

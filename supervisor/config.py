@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocol.messages import AVATAR, CHAT, GPU, PROFILES, ROLES, fits_type
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "data" / "config.json"
 DEFAULT_MODEL = REPO_ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-# A worker exits with this code when retrying cannot help (missing model, bad setting):
-# the supervisor marks it FATAL at once instead of burning its restart budget.
-EXIT_CONFIG_ERROR = 78
 
 
 class ConfigError(Exception):
@@ -51,6 +50,8 @@ WORKER_SCHEMA: dict[str, Any] = {
     "module": Opt(str, required=True, doc="python module run with `python -m`"),
     "enabled": Opt(bool, True),
     "args": Opt(list, [], doc="extra command-line arguments"),
+    "provides": Opt(list, [], doc=f"roles it serves, each by one worker at most: "
+                                  f"{', '.join(ROLES)}"),
 }
 
 SCHEMA: dict[str, Any] = {
@@ -92,9 +93,9 @@ SCHEMA: dict[str, Any] = {
         "stats_interval_s": Opt(NUM, 2.0, min=0.1, max=3600),
     },
     "workers": MapOf(WORKER_SCHEMA, {
-        "inference": {"module": "workers.inference"},
-        "gpu_monitor": {"module": "workers.gpu_monitor"},
-        "unity_bridge": {"module": "unity_bridge"},
+        "inference": {"module": "workers.inference", "provides": [CHAT, PROFILES]},
+        "gpu_monitor": {"module": "workers.gpu_monitor", "provides": [GPU]},
+        "unity_bridge": {"module": "unity_bridge", "provides": [AVATAR]},
     }),
     "unity_bridge": {
         "host": Opt(str, "127.0.0.1"),
@@ -166,7 +167,29 @@ def validate(raw: Any, warnings: list[str]) -> dict[str, Any]:
         raise ConfigError("config: the top level must be a JSON object")
     cfg = _section(raw, SCHEMA, "", warnings)
     _check_thresholds(cfg["gpu_monitoring"]["thresholds"])
+    _check_roles(cfg["workers"])
     return cfg
+
+
+def _check_roles(workers: dict[str, dict[str, Any]]) -> None:
+    """Each role is served by one enabled worker at most: a request must have one address."""
+    owner: dict[str, str] = {}
+    for name, w in workers.items():
+        for role in w["provides"]:
+            if role not in ROLES:
+                raise ConfigError(f"config: 'workers.{name}.provides' names an unknown role "
+                                  f"{json.dumps(role)}; roles: {', '.join(ROLES)}")
+            if w["enabled"] and role in owner:
+                raise ConfigError(f"config: role '{role}' is provided by both "
+                                  f"'workers.{owner[role]}' and 'workers.{name}'; disable one "
+                                  f"(\"enabled\": false) or remove it from its 'provides'")
+            if w["enabled"]:
+                owner[role] = name
+
+
+def role_owners(workers: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """role -> the enabled worker that provides it."""
+    return {role: name for name, w in workers.items() if w["enabled"] for role in w["provides"]}
 
 
 def _check_thresholds(t: dict[str, float]) -> None:
@@ -218,8 +241,7 @@ def _value(raw: dict[str, Any], key: str, rule: Opt, name: str) -> Any:
             raise ConfigError(f"config: missing required key '{name}' ({_expects(rule)})")
         return copy.deepcopy(rule.default)
     value = raw[key]
-    bad_bool = isinstance(value, bool) and bool not in _types(rule.type)
-    if bad_bool or not isinstance(value, rule.type):
+    if not fits_type(value, rule.type):
         raise ConfigError(f"config: '{name}' must be {_expects(rule)}, got {_kind(value)} "
                           f"{json.dumps(value)}")
     if rule.choices is not None and value not in rule.choices:

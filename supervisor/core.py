@@ -27,7 +27,7 @@ import psutil
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from supervisor.bus import (
+from protocol.bus import (
     PLAIN_USER,
     RUN_FILE,
     BusInfo,
@@ -37,9 +37,9 @@ from supervisor.bus import (
     secure_server,
 )
 from supervisor.child import Child, Held, State, StopIntent
-from supervisor.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode, encode, error, make
-from supervisor.config import EXIT_CONFIG_ERROR, ConfigError, check_profile
-from supervisor.messages import SUPERVISOR, WORKER, ErrorCode, Kind
+from protocol.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode, encode, error, make
+from supervisor.config import ConfigError, check_profile, role_owners
+from protocol.messages import EXIT_CONFIG_ERROR, PROFILES, SUPERVISOR, WORKER, ErrorCode, Kind
 
 log = logging.getLogger("supervisor")
 
@@ -64,11 +64,15 @@ class Supervisor:
         self._shutting_down = False  # workers are being stopped
         self._done = False
         self.children: dict[str, Child] = {}
+        self.role_owner = role_owners(config["workers"])
         for name, wcfg in config["workers"].items():
+            child_options: dict[str, Any] = {}
+            for role in wcfg["provides"]:
+                child_options.update((options or {}).get(role, {}))
             self.children[name] = Child(
                 name, wcfg["module"], list(wcfg["args"]), self.log_dir / f"{name}.log",
                 config["logging"]["max_bytes"], config["logging"]["backup_count"],
-                options=dict((options or {}).get(name, {})))
+                roles=list(wcfg["provides"]), options=child_options)
         self._enabled = [n for n, w in config["workers"].items() if w["enabled"]]
         self._by_ident: dict[bytes, Child] = {}
         self.in_flight: dict[int, tuple[Child, Held]] = {}
@@ -238,11 +242,13 @@ class Supervisor:
             elif ms.handler == WORKER:
                 self._send(ident, error(ErrorCode.WRONG_DIRECTION,
                                         f"'{env.type}' is sent by the supervisor only", env.id))
-            elif ms.handler in self.children:
-                self._route(self.children[ms.handler], ident, env)
+            elif ms.handler in self.role_owner:
+                self._route(self.children[self.role_owner[ms.handler]], ident, env)
             else:
                 self._send(ident, error(ErrorCode.UNKNOWN_WORKER,
-                                        f"no worker '{ms.handler}' handles '{env.type}'", env.id))
+                                        f"no enabled worker provides '{ms.handler}', which "
+                                        f"handles '{env.type}'; add it to a worker's 'provides' "
+                                        f"in the config", env.id))
         elif ms.kind is Kind.REPLY and child is not None:
             self._on_worker_reply(child, env)
         elif env.type == "heartbeat" and child is not None:
@@ -380,7 +386,7 @@ class Supervisor:
                  f" ({reason})" if reason else "")
         self._publish("worker_state", {"worker": child.name, "state": state.value,
                                        "previous": previous.value, "reason": reason,
-                                       "pid": child.pid})
+                                       "pid": child.pid, "roles": child.roles})
 
     def _boot_info(self) -> dict[str, Any]:
         return {"bus": asdict(self.info), "config": self.cfg,
@@ -611,11 +617,18 @@ class Supervisor:
             child.kill()
             ok(f"killed {name} (pid {child.pid}); it counts as a crash")
 
+    def _provider(self, role: str) -> Child | None:
+        name = self.role_owner.get(role)
+        return self.children[name] if name else None
+
     def _switch_profile(self, data: dict[str, Any], ok, fail) -> None:
-        child = self.children.get("inference")
-        if child is None or not child.alive and child.state is not State.BACKOFF:
-            fail(ErrorCode.WORKER_UNAVAILABLE, "the inference worker is not running; "
-                 "start it with: python -m supervisor restart inference")
+        child = self._provider(PROFILES)
+        if child is None:
+            fail(ErrorCode.UNKNOWN_WORKER, f"no enabled worker provides '{PROFILES}'")
+            return
+        if not child.alive and child.state is not State.BACKOFF:
+            fail(ErrorCode.WORKER_UNAVAILABLE, f"worker '{child.name}' is not running; start "
+                 f"it with: python -m supervisor restart {child.name}")
             return
         profile = data["profile"]
         try:
@@ -633,11 +646,11 @@ class Supervisor:
             drain = 0.0 if emergency else self.sup_cfg["drain_timeout_s"]
             self._stop(child, StopIntent.RESTART, drain_s=drain,
                        reason=f"{'emergency ' if emergency else ''}switch to profile '{profile}'")
-        ok(f"switching inference to profile '{profile}'"
+        ok(f"switching {child.name} to profile '{profile}'"
            + (" (emergency: the reply in flight is re-run)" if emergency else ""))
 
     def _status(self) -> dict[str, Any]:
-        inf = self.children.get("inference")
+        inf = self._provider(PROFILES)
         profile = ""
         if inf is not None:
             profile = str(inf.ready_info.get("profile") or inf.options.get("profile") or "")

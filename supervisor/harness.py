@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from supervisor.bus import BusClient, BusInfo
+from protocol.bus import BusClient, BusInfo
 from supervisor.config import REPO_ROOT, validate
 
 ROOT = REPO_ROOT

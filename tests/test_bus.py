@@ -10,9 +10,9 @@ import sys
 import msgpack
 import pytest
 
-from supervisor.bus import BusError
-from supervisor.codec import make
-from supervisor.messages import ErrorCode
+from protocol.bus import BusError
+from protocol.codec import make
+from protocol.messages import ErrorCode
 
 
 def test_bad_frames_get_error_replies_and_nothing_dies(stack) -> None:

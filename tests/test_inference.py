@@ -14,9 +14,9 @@ import llama_cpp
 import psutil
 import pytest
 
-from supervisor.bus import BusClient, BusError
+from protocol.bus import BusClient, BusError
 from supervisor.harness import ROOT
-from supervisor.messages import ErrorCode
+from protocol.messages import ErrorCode
 
 LONG = "Tell me a long story about a cat who travels the world, with many details."
 

@@ -8,9 +8,9 @@ import pytest
 
 from supervisor.config import DEFAULT_MODEL, load_profiles
 from workers.inference.emotion import detect
-from workers.inference.gguf_info import GGUFError, ModelInfo, read_model_info
+from workers.gpu.gguf_info import GGUFError, ModelInfo, read_model_info
 from workers.inference.memory import Memory
-from workers.inference.planner import GpuMemory, MiB, estimate_vram, plan_profile
+from workers.gpu.planner import GpuMemory, MiB, estimate_vram, plan_profile
 
 GiB = 1024 * MiB
 PROFILES = load_profiles()

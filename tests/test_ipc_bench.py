@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from supervisor.config import REPO_ROOT
-from supervisor.messages import REGISTRY
+from protocol.messages import REGISTRY
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

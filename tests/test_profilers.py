@@ -19,8 +19,8 @@ import pytest
 from bench import gpu_profiler
 from bench.gpu_profiler import Point, recommend
 from supervisor.config import DEFAULT_MODEL, REPO_ROOT, load_profiles
-from workers.gpu_monitor.sources import NvmlSource
-from workers.inference.gguf_info import read_model_info
+from workers.gpu.sources import NvmlSource
+from workers.gpu.gguf_info import read_model_info
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MiB = 1 << 20
@@ -124,7 +124,7 @@ class FakeNvml:
     name = "Fake GPU 8 GB"
 
     def __init__(self) -> None:
-        from workers.inference.planner import GpuMemory
+        from workers.gpu.planner import GpuMemory
 
         self.total = 8192 * MiB
         self.memory = lambda: GpuMemory(self.total, self.total - 512 * MiB, self.name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from supervisor.codec import DEFAULT_MAX_FRAME, ProtocolError, decode, error, make
-from supervisor.messages import REGISTRY, ErrorCode, Kind
+from protocol.codec import DEFAULT_MAX_FRAME, ProtocolError, decode, error, make
+from protocol.messages import REGISTRY, ErrorCode, Kind
 
 
 def test_round_trip_keeps_envelope() -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from supervisor.harness import ROOT
-from supervisor.messages import ERROR_DOCS, REGISTRY, ErrorCode, Kind, Wire, validate_data
+from protocol.messages import ERROR_DOCS, REGISTRY, ErrorCode, Kind, Wire, validate_data
 from unity_bridge import gen_protocol
 
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from supervisor.bus import BusError
+from protocol.bus import BusError
 from supervisor.harness import Stack, pid_gone, wait_for
-from supervisor.messages import ErrorCode
+from protocol.messages import ErrorCode
 
 WORKERS = ("inference", "gpu_monitor", "unity_bridge")
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals")
@@ -204,7 +204,7 @@ def test_private_bus_endpoints(make_stack) -> None:
     else:
         assert info.router.startswith("tcp://127.0.0.1:")
     # A client without the launch secret is not let in.
-    from supervisor.bus import BusClient, BusInfo
+    from protocol.bus import BusClient, BusInfo
 
     intruder = BusClient(BusInfo(info.router, info.xsub, info.xpub, "wrong-secret", 0))
     with pytest.raises(TimeoutError):

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from supervisor.codec import Envelope, decode
+from protocol.codec import Envelope, decode
 from supervisor.harness import Stack
-from supervisor.messages import PROTOCOL_VERSION
+from protocol.messages import PROTOCOL_VERSION
 from tests.conftest import base_config
 from tests.helpers.bridge import BusPublisher, bridge_port, bridge_sections, connect, live_bus
-from unity_bridge.framing import FrameDecoder, message
+from protocol.framing import FrameDecoder, message
 
 
 @pytest.fixture(scope="module")

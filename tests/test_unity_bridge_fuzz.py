@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor.codec import decode
+from protocol.codec import decode
 from supervisor.harness import Stack
-from supervisor.messages import PROTOCOL_VERSION, REGISTRY, ErrorCode
+from protocol.messages import PROTOCOL_VERSION, REGISTRY, ErrorCode
 from tests.conftest import base_config
 from tests.helpers.bridge import bridge_port, bridge_sections, connect
 from unity_bridge.client import BridgeClient
-from unity_bridge.framing import HEADER, FrameDecoder, frame, message
+from protocol.framing import HEADER, FrameDecoder, frame, message
 
 MAX_FRAME = 4096
 FUZZ = settings(max_examples=200, deadline=None, database=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psutil
 
-from supervisor.codec import Envelope
+from protocol.codec import Envelope
 from supervisor.harness import Stack
 from tests.helpers.bridge import bridge_sections, connect, connect_retry, free_port
 from unity_bridge.client import BridgeClient

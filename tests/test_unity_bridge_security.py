@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.messages import PROTOCOL_VERSION, ErrorCode
+from protocol.messages import PROTOCOL_VERSION, ErrorCode
 from tests.helpers.bridge import bridge_port, bridge_sections
 from unity_bridge.client import BridgeClient, BridgeError
 from unity_bridge.worker import is_loopback

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protocol.messages import CHAT
+
 AVATAR_STATES = ("idle", "thinking", "speaking", "loading")
 EMOTIONS = ("joy", "angry", "sorrow", "fun", "surprised")  # "neutral" is all of them at 0
 # VRM 1.0 preset names (and common spellings) -> the VRM 0.x names the wire uses.
@@ -191,7 +193,7 @@ class Avatar:
             if self.switching:
                 return self.set_state("loading", f"switching to profile {data['profile']}")
             return self.set_state("idle")
-        if type_ == "worker_state" and data["worker"] == "inference":
+        if type_ == "worker_state" and CHAT in data.get("roles", ()):
             return self._inference_state(data["state"])
         return []
 

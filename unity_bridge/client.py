@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from supervisor.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode
-from supervisor.messages import PROTOCOL_VERSION, REGISTRY, Kind
-from unity_bridge.framing import FrameDecoder, message
+from protocol.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode
+from protocol.messages import PROTOCOL_VERSION, REGISTRY, Kind
+from protocol.framing import FrameDecoder, message
 
 
 class BridgeError(Exception):
@@ -209,7 +209,7 @@ def resolve_address(args: argparse.Namespace) -> tuple[str, int, str | None]:
     token = args.token if args.token is not None else cfg["token"]
     port = args.port if args.port is not None else cfg["port"]
     if port == 0:  # picked at start: the bridge reports it in its ready info
-        from supervisor.bus import connect
+        from protocol.bus import connect
 
         with connect(args.config.resolve().parent / "run") as bus:
             info = bus.request("status", timeout=5).data["workers"]["unity_bridge"]

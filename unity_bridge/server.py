@@ -26,10 +26,10 @@ from typing import Any, Protocol
 
 import zmq
 
-from supervisor.codec import Envelope, ProtocolError, decode
-from supervisor.messages import PROTOCOL_VERSION, REGISTRY, ErrorCode, Kind, Wire
+from protocol.codec import Envelope, ProtocolError, decode
+from protocol.messages import PROTOCOL_VERSION, REGISTRY, ErrorCode, Kind, Wire
 from unity_bridge.avatar import Avatar, CommandError, Outgoing
-from unity_bridge.framing import FrameDecoder, message
+from protocol.framing import FrameDecoder, message
 
 log = logging.getLogger("unity_bridge")
 

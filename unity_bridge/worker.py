@@ -13,8 +13,8 @@ import socket
 import threading
 from typing import Any
 
-from supervisor.codec import Envelope
-from supervisor.messages import BRIDGE, PROTOCOL_VERSION, REGISTRY, ErrorCode, Kind
+from protocol.codec import Envelope
+from protocol.messages import AVATAR, PROTOCOL_VERSION, REGISTRY, ErrorCode, Kind
 from unity_bridge.avatar import Avatar, CommandError
 from unity_bridge.server import BridgeServer, Limits
 from workers.runtime import WorkerRuntime
@@ -22,9 +22,9 @@ from workers.runtime import WorkerRuntime
 log = logging.getLogger("unity_bridge")
 
 COMMANDS = sorted(n for n, s in REGISTRY.items()
-                  if s.kind is Kind.REQUEST and s.handler == BRIDGE and s.bus)
+                  if s.kind is Kind.REQUEST and s.handler == AVATAR and s.bus)
 WIRE_ONLY_REQUESTS = sorted(n for n, s in REGISTRY.items()
-                            if s.kind is Kind.REQUEST and s.handler == BRIDGE and not s.bus)
+                            if s.kind is Kind.REQUEST and s.handler == AVATAR and not s.bus)
 EVENTS = ("chat_started", "chat_ended", "emotion", "profile_status", "worker_state")
 # Per token, so only while a client listens: with nobody subscribed the inference worker's
 # PUB socket drops it before it is sent, sparing two wake-ups per token on a busy CPU.

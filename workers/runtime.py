@@ -35,14 +35,16 @@ from typing import Any, NoReturn
 
 import zmq
 
-from supervisor.bus import BusInfo, event_topic, secure_client
-from supervisor.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode, error, make
-from supervisor.config import EXIT_CONFIG_ERROR
-from supervisor.messages import REGISTRY, ErrorCode, Kind
+from protocol.bus import BusInfo, event_topic, secure_client
+from protocol.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode, error, make
+from protocol.messages import EXIT_CONFIG_ERROR, REGISTRY, ErrorCode, Kind
 
 log = logging.getLogger("worker")
 
 OUTBOX = "inproc://worker-outbox"
+# A thread of ours died: the process ends at once with this code (a crash for the supervisor)
+# rather than live on half-dead, still heartbeating while it serves nothing.
+EXIT_THREAD_DIED = 70
 _FINAL_REPLIES = {f for ms in REGISTRY.values() for f in ms.final}
 Handler = Callable[[Envelope], None]
 
@@ -53,6 +55,19 @@ def read_boot() -> dict[str, Any]:
         sys.stderr.write("this is a worker process: start the stack with `python launch.py`\n")
         raise SystemExit(2)
     return json.loads(line)
+
+
+def _die_with_thread(args: threading.ExceptHookArgs) -> None:
+    """threading.excepthook: log the dead thread's traceback, then end the whole process."""
+    if args.exc_type is SystemExit:
+        code = args.exc_value.code if isinstance(args.exc_value, SystemExit) else 1
+        os._exit(code if isinstance(code, int) else 1)
+    name = args.thread.name if args.thread is not None else "?"
+    log.critical("thread '%s' died: %s: %s; ending the process", name,
+                 args.exc_type.__name__, args.exc_value,
+                 exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+    logging.shutdown()
+    os._exit(EXIT_THREAD_DIED)
 
 
 def _watch_parent(supervisor_pid: int) -> None:
@@ -86,7 +101,8 @@ class WorkerRuntime:
         self.options: dict[str, Any] = boot.get("options") or {}
         self.data_dir = Path(boot["data_dir"])
         self.info = BusInfo(**boot["bus"])
-        self.heartbeat_s: float = self.config["supervisor"]["heartbeat_interval_s"]
+        self.heartbeat_s: float = float(boot.get("heartbeat_interval_s")
+                                        or self.config["supervisor"]["heartbeat_interval_s"])
         self.ctx = zmq.Context()
         self._requests: dict[str, tuple[Handler, bool]] = {}
         self._events: dict[str, tuple[Handler, bool]] = {}
@@ -113,6 +129,7 @@ class WorkerRuntime:
         level = boot["config"]["logging"]["level"]
         logging.basicConfig(level=level, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        threading.excepthook = _die_with_thread
         if hasattr(signal, "SIGINT"):
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
         _watch_parent(int(boot["supervisor_pid"]))
@@ -185,6 +202,14 @@ class WorkerRuntime:
 
     def error(self, req: Envelope, code: ErrorCode, message: str) -> None:
         self._to_bus([b"d", error(code, message, req.id)])
+
+    def progress(self, stage: str, fraction: float | None = None) -> None:
+        """Still loading, and further than before: the supervisor pushes the ready deadline
+        forward. Call it only on real progress, so a load that is stuck still times out."""
+        data: dict[str, Any] = {"worker": self.name, "pid": os.getpid(), "stage": stage}
+        if fraction is not None:
+            data["fraction"] = float(fraction)
+        self._to_bus([b"d", make("progress", data)])
 
     def publish(self, type_: str, data: dict[str, Any]) -> None:
         self._to_bus([b"p", event_topic(type_), make(type_, data)])

@@ -8,8 +8,8 @@ from typing import Any
 
 import zmq
 
-from supervisor.bus import BusClient, BusInfo, event_topic, secure_client
-from supervisor.codec import make
+from protocol.bus import BusClient, BusInfo, event_topic, secure_client
+from protocol.codec import make
 from supervisor.harness import Stack
 from unity_bridge.client import BridgeClient
 

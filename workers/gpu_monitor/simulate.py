@@ -13,9 +13,9 @@ from typing import Any
 
 from supervisor.config import DEFAULT_MODEL, default_config, load_profiles
 from workers.gpu_monitor.decision import Decider, Sample
-from workers.gpu_monitor.sources import ReplaySource
-from workers.inference.gguf_info import read_model_info
-from workers.inference.planner import profile_need
+from workers.gpu.sources import ReplaySource
+from workers.gpu.gguf_info import read_model_info
+from workers.gpu.planner import profile_need
 
 
 @dataclass

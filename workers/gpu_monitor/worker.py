@@ -10,13 +10,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from supervisor.codec import Envelope
+from protocol.codec import Envelope
+from protocol.messages import PROFILES
 from supervisor.config import DEFAULT_MODEL, load_profiles, profiles_path
 from workers.gpu_monitor.decision import Decider, Sample
 from workers.gpu_monitor.history import History
-from workers.gpu_monitor.sources import GpuSource, NvmlSource, ReplaySource
-from workers.inference.gguf_info import ModelInfo, read_model_info
-from workers.inference.planner import profile_need
+from workers.gpu.sources import GpuSource, NvmlSource, ReplaySource
+from workers.gpu.gguf_info import ModelInfo, read_model_info
+from workers.gpu.planner import profile_need
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("gpu_monitor")
@@ -76,11 +77,12 @@ class GpuMonitor:
                   "auto_switching": self.auto_wanted})
 
     def _on_worker_state(self, env: Envelope) -> None:
-        if env.data["worker"] == "inference" and env.data["state"] == "RUNNING":
+        if PROFILES in env.data.get("roles", ()) and env.data["state"] == "RUNNING":
             self.rt.request("status", {}, self._on_status)
 
     def _on_status(self, env: Envelope) -> None:
-        inf = env.data.get("workers", {}).get("inference") or {}
+        inf = next((w for w in env.data.get("workers", {}).values()
+                    if PROFILES in w.get("roles", ())), {})
         info = inf.get("ready_info") or {}
         self.inference_pid = inf.get("pid")
         if not info:

@@ -1,21 +1,23 @@
-"""`python -m supervisor doctor`: what this machine can do for inference, and how to fix gaps.
+"""`python -m workers.inference.doctor` (or `python -m supervisor doctor`): what this machine can do for inference, and how to fix gaps.
 
 Works without a running stack; it reads the same config, profiles and model as the worker.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from supervisor.config import ConfigError, load_config, load_profiles, profiles_path
-from workers.gpu_monitor.sources import NvmlSource
-from workers.inference.gguf_info import GGUFError, read_model_info
+from supervisor.config import DEFAULT_CONFIG, ConfigError, load_config, load_profiles, profiles_path
+from workers.gpu.sources import NvmlSource
+from workers.gpu.gguf_info import GGUFError, read_model_info
 from workers.inference.llama_loader import cpu_has_amx
-from workers.inference.planner import REBUILD_HINT, MiB, estimate_vram, plan_profile
+from workers.gpu.planner import REBUILD_HINT, MiB, estimate_vram, plan_profile
 from workers.inference.worker import model_path
 
 
@@ -104,3 +106,17 @@ def print_report(report: dict[str, Any], as_json: bool) -> int:
     for p in report["problems"]:
         print(f"problem: {p}")
     return 1 if report["problems"] else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m workers.inference.doctor",
+                                description="Check llama build, GPU, model and profiles.")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--model", type=Path, help="check this GGUF instead of the configured one")
+    args = p.parse_args(argv)
+    return print_report(diagnose(args.config, args.model), args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,7 +13,7 @@ namespace AICompanion.Bridge.Protocol
         public ProtocolException(string message) : base(message) { }
     }
 
-    /// <summary>One message: the same envelope as the Python side's supervisor/codec.py.</summary>
+    /// <summary>One message: the same envelope as the Python side's protocol/codec.py.</summary>
     public sealed class Envelope
     {
         public string Type;

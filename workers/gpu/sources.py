@@ -13,7 +13,7 @@ import csv
 from pathlib import Path
 from typing import Any, Protocol
 
-from workers.inference.planner import GpuMemory
+from workers.gpu.planner import GpuMemory
 
 MB = 1 << 20
 

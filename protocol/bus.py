@@ -21,8 +21,8 @@ from pathlib import Path
 
 import zmq
 
-from supervisor.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode, make
-from supervisor.messages import REGISTRY, ErrorCode, Kind
+from protocol.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode, make
+from protocol.messages import REGISTRY, ErrorCode, Kind
 
 PLAIN_USER = b"companion"
 RUN_FILE = "bus.json"

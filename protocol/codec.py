@@ -13,7 +13,7 @@ from typing import Any
 
 import msgpack
 
-from supervisor.messages import ErrorCode, Kind, MessageSpec, spec, validate_data
+from protocol.messages import ErrorCode, Kind, MessageSpec, spec, validate_data
 
 DEFAULT_MAX_FRAME = 1 << 20  # 1 MiB
 

@@ -11,6 +11,9 @@ from enum import Enum, IntEnum
 from typing import Any
 
 PROTOCOL_VERSION = 1
+# A worker exits with this code when retrying cannot help (missing model, bad setting): the
+# supervisor marks it FATAL at once instead of burning its restart budget.
+EXIT_CONFIG_ERROR = 78
 
 
 class Kind(str, Enum):
@@ -55,7 +58,7 @@ ERROR_DOCS: dict[ErrorCode, str] = {
     ErrorCode.HANDSHAKE_REQUIRED: "the first message on the Unity wire must be hello (only once)",
     ErrorCode.TOO_MANY_ERRORS: "too many bad frames on one connection; it is closed",
     ErrorCode.TOO_MANY_CLIENTS: "the bridge already serves unity_bridge.max_clients clients",
-    ErrorCode.UNKNOWN_WORKER: "no worker of that name",
+    ErrorCode.UNKNOWN_WORKER: "no worker of that name, or none provides the role",
     ErrorCode.WORKER_UNAVAILABLE: "the worker is stopped or FATAL",
     ErrorCode.QUEUE_FULL: "the worker is not ready and its request queue is full",
     ErrorCode.WORKER_CRASHED: "the worker stopped while running the request",
@@ -80,8 +83,17 @@ class Wire(str, Enum):
 SUPERVISOR = "supervisor"
 CLIENT = "client"
 WORKER = "worker"
-BRIDGE = "unity_bridge"
 UNITY = "unity_client"  # a TCP client of the bridge (the Unity avatar, tools, tests)
+
+# Roles: what a worker does for the stack, declared in its spec (`provides` in the config).
+# A request names the role that handles it, never a worker, so a worker may be called anything.
+CHAT = "chat"  # answers chat with the language model
+PROFILES = "profiles"  # runs with a GPU profile; switch_profile restarts it with another one
+AVATAR = "avatar"  # drives the Unity avatar (the bridge)
+GPU = "gpu"  # reads the GPU and asks for profile switches
+ROLES = (CHAT, PROFILES, AVATAR, GPU)
+# VRM 0.x expression presets an emotion maps to; "neutral" is all of them at 0.
+EMOTIONS = ("joy", "angry", "sorrow", "fun", "surprised")
 
 
 @dataclass(frozen=True)
@@ -98,8 +110,8 @@ class MessageSpec:
     sender: str
     doc: str
     fields: dict[str, Field] = field(default_factory=dict)
-    # Requests only: who handles it ("supervisor" or a worker name) and the reply types that
-    # end it (any other reply with the same reply_to is progress, e.g. streamed tokens).
+    # Requests only: who handles it ("supervisor", "worker" for any worker, or a role that a
+    # worker provides) and the reply types that end it (any other reply with the same reply_to is progress, e.g. streamed tokens).
     handler: str | None = None
     final: tuple[str, ...] = ()
     # Requests only: safe to run again on a fresh worker if the one running it crashed.
@@ -120,19 +132,19 @@ WORKER_ARG = {"worker": Field(str, doc="worker name, e.g. inference")}
 # -- Unity bridge and its TCP wire (see docs/PROTOCOL.md) --------------------------------------
 def _avatar_command(name: str, doc: str, fields: dict[str, Field]) -> MessageSpec:
     """A command for the avatar: from any bus or TCP client, forwarded to every avatar client."""
-    return MessageSpec(name, Kind.REQUEST, CLIENT, doc, fields, handler=BRIDGE, final=("ok",),
+    return MessageSpec(name, Kind.REQUEST, CLIENT, doc, fields, handler=AVATAR, final=("ok",),
                        wire=Wire.BOTH)
 
 
-_FROM_BRIDGE = "set by the bridge: the name the sending client gave in hello"
-_BRIDGE_SPECS: list[MessageSpec] = [
+_FROM_AVATAR = "set by the bridge: the name the sending client gave in hello"
+_AVATAR_SPECS: list[MessageSpec] = [
     MessageSpec("hello", Kind.REQUEST, UNITY,
                 "First message of a TCP client; answered by welcome, or error and close.",
                 {"protocol": Field(int, doc="the client's protocol version"),
                  "client": Field(str, doc="a name for logs and events, e.g. unity-avatar"),
                  "token": Field(str, False, "unity_bridge.token, when the bridge has one")},
-                handler=BRIDGE, final=("welcome",), wire=Wire.FROM_CLIENT, bus=False),
-    MessageSpec("welcome", Kind.REPLY, BRIDGE, "Handshake accepted: what the bridge speaks and "
+                handler=AVATAR, final=("welcome",), wire=Wire.FROM_CLIENT, bus=False),
+    MessageSpec("welcome", Kind.REPLY, AVATAR, "Handshake accepted: what the bridge speaks and "
                 "the current avatar state, so a reconnecting client picks up where it was.",
                 {"protocol": Field(int), "server": Field(str),
                  "session": Field(int, doc="this connection's number, for logs"),
@@ -155,31 +167,31 @@ _BRIDGE_SPECS: list[MessageSpec] = [
                     "min..max seconds, up to max_angle degrees.",
                     {"enabled": Field(bool), "min_interval": Field(NUM, False),
                      "max_interval": Field(NUM, False), "max_angle": Field(NUM, False)}),
-    MessageSpec("avatar_state", Kind.EVENT, BRIDGE,
+    MessageSpec("avatar_state", Kind.EVENT, AVATAR,
                 "What the avatar should look like it is doing: idle, thinking, speaking, loading.",
                 {"state": Field(str), "profile": Field(str, False),
                  "reason": Field(str, False)}, wire=Wire.TO_CLIENT),
-    MessageSpec("speech", Kind.EVENT, BRIDGE, "Reply text for a speech bubble: the new piece "
+    MessageSpec("speech", Kind.EVENT, AVATAR, "Reply text for a speech bubble: the new piece "
                 "and the whole text so far; done on the last one.",
                 {"request_id": Field(int), "delta": Field(str), "text": Field(str),
                  "done": Field(bool)}, wire=Wire.TO_CLIENT, bus=False),
-    MessageSpec("mouth", Kind.EVENT, BRIDGE,
+    MessageSpec("mouth", Kind.EVENT, AVATAR,
                 "Mouth opening 0..1 that follows the streamed text, for simple lip movement.",
                 {"value": Field(NUM)}, wire=Wire.TO_CLIENT, bus=False),
     MessageSpec("model_loaded", Kind.EVENT, UNITY, "The avatar client loaded a model.",
                 {"path": Field(str), "expressions": Field(list, False, "names it supports"),
-                 "client": Field(str, False, _FROM_BRIDGE)}, wire=Wire.FROM_CLIENT),
+                 "client": Field(str, False, _FROM_AVATAR)}, wire=Wire.FROM_CLIENT),
     MessageSpec("clicked", Kind.EVENT, UNITY, "The user clicked the avatar.",
                 {"target": Field(str, False, "e.g. head, body"), "x": Field(NUM, False),
-                 "y": Field(NUM, False), "client": Field(str, False, _FROM_BRIDGE)},
+                 "y": Field(NUM, False), "client": Field(str, False, _FROM_AVATAR)},
                 wire=Wire.FROM_CLIENT),
     MessageSpec("avatar_error", Kind.EVENT, UNITY,
                 "Something failed on the avatar side (a model that does not load, ...).",
                 {"message": Field(str), "command": Field(str, False, "the command that failed"),
-                 "client": Field(str, False, _FROM_BRIDGE)}, wire=Wire.FROM_CLIENT),
-    MessageSpec("client_connected", Kind.EVENT, BRIDGE, "A TCP client finished its handshake.",
+                 "client": Field(str, False, _FROM_AVATAR)}, wire=Wire.FROM_CLIENT),
+    MessageSpec("client_connected", Kind.EVENT, AVATAR, "A TCP client finished its handshake.",
                 {"client": Field(str), "session": Field(int), "peer": Field(str)}),
-    MessageSpec("client_disconnected", Kind.EVENT, BRIDGE, "A TCP client is gone, and why.",
+    MessageSpec("client_disconnected", Kind.EVENT, AVATAR, "A TCP client is gone, and why.",
                 {"client": Field(str), "session": Field(int), "reason": Field(str)}),
 ]
 
@@ -199,12 +211,21 @@ _SPECS: list[MessageSpec] = [
     MessageSpec("ready", Kind.EVENT, WORKER,
                 "The worker finished loading and accepts requests (alive is not ready).",
                 {"worker": Field(str), "pid": Field(int),
-                 "info": Field(dict, False, "load figures, e.g. load_s, warmup_s, profile")}),
+                 "info": Field(dict, False, "load figures, e.g. load_s, warmup_s, profile; a "
+                               "profiles worker adds equivalent_profiles, the profiles that "
+                               "would run exactly as this one")}),
+    MessageSpec("progress", Kind.EVENT, WORKER,
+                "A worker that is still loading got further; sent to the supervisor, which "
+                "pushes its ready deadline forward by ready_timeout_s and republishes it.",
+                {"worker": Field(str), "pid": Field(int),
+                 "stage": Field(str, doc="what it is doing now, e.g. loading weights"),
+                 "fraction": Field(NUM, False, "0..1 of the whole load, when known")}),
     # -- supervisor control (clients -> supervisor) ---------------------------------------
     MessageSpec("status", Kind.REQUEST, CLIENT, "Snapshot of every worker.",
                 handler=SUPERVISOR, final=("status_reply",)),
     MessageSpec("status_reply", Kind.REPLY, SUPERVISOR, "Answer to status.",
-                {"workers": Field(dict, doc="name -> worker_stats entry"),
+                {"workers": Field(dict, doc="name -> worker_stats entry, with its spec: "
+                                            "roles, restart policy, deadlines"),
                  "profile": Field(str, False), "supervisor": Field(dict, False)}),
     MessageSpec("restart", Kind.REQUEST, CLIENT,
                 "Stop (if running) and start a worker; revives a FATAL one.",
@@ -215,7 +236,8 @@ _SPECS: list[MessageSpec] = [
                 "Hard-kill a worker to test recovery; counted as a crash.",
                 WORKER_ARG, handler=SUPERVISOR, final=("ok",)),
     MessageSpec("switch_profile", Kind.REQUEST, CLIENT,
-                "Restart only the inference worker with another GPU profile.",
+                "Restart only the worker that provides 'profiles' with another GPU profile; "
+                "answered at once, with no restart, when that profile is already in effect.",
                 {"profile": Field(str),
                  "emergency": Field(bool, False, "stop the reply in flight instead of draining"),
                  "reason": Field(str, False)},
@@ -240,14 +262,14 @@ _SPECS: list[MessageSpec] = [
                  "user": Field(str, False, "whose memory to use (default 'local')"),
                  "conversation": Field(str, False, "conversation name (default 'default')"),
                  "max_tokens": Field(int, False)},
-                handler="inference", final=("chat_done",), rerun_on_crash=True),
+                handler=CHAT, final=("chat_done",), rerun_on_crash=True),
     MessageSpec("chat_cancel", Kind.REQUEST, CLIENT,
                 "Stop a chat of the same client between tokens; it ends with cancelled=true.",
                 {"request_id": Field(int, doc="the id the client gave the chat request")},
-                handler="inference", final=("ok",), refers_to="request_id"),
-    MessageSpec("chat_token", Kind.REPLY, "inference", "One streamed piece of a reply.",
+                handler=CHAT, final=("ok",), refers_to="request_id"),
+    MessageSpec("chat_token", Kind.REPLY, CHAT, "One streamed piece of a reply.",
                 {"text": Field(str), "index": Field(int)}),
-    MessageSpec("chat_done", Kind.REPLY, "inference", "The whole reply and its figures.",
+    MessageSpec("chat_done", Kind.REPLY, CHAT, "The whole reply and its figures.",
                 {"text": Field(str), "tokens": Field(int), "prompt_tokens": Field(int, False),
                  "ttft_ms": Field(NUM), "tokens_per_s": Field(NUM),
                  "cancelled": Field(bool, False), "emotion": Field(str, False),
@@ -258,26 +280,27 @@ _SPECS: list[MessageSpec] = [
     # -- events ---------------------------------------------------------------------------
     MessageSpec("worker_state", Kind.EVENT, SUPERVISOR, "A worker changed state.",
                 {"worker": Field(str), "state": Field(str), "previous": Field(str),
-                 "reason": Field(str, False), "pid": Field((int, type(None)), False)}),
+                 "reason": Field(str, False), "pid": Field((int, type(None)), False),
+                 "roles": Field(list, False, "the roles the worker provides")}),
     MessageSpec("worker_stats", Kind.EVENT, SUPERVISOR,
                 "Per-worker pid, state, cpu %, rss, uptime, restarts, last exit reason.",
                 {"workers": Field(dict)}),
     MessageSpec("profile_status", Kind.EVENT, SUPERVISOR,
                 "Profile switch progress: switching, then ready with the new profile.",
                 {"state": Field(str), "profile": Field(str), "reason": Field(str, False)}),
-    MessageSpec("chat_started", Kind.EVENT, "inference",
+    MessageSpec("chat_started", Kind.EVENT, CHAT,
                 "A reply is being prepared (the avatar can look thoughtful).",
                 {"request_id": Field(int, doc="stack-wide id of the chat")}),
-    MessageSpec("chat_delta", Kind.EVENT, "inference",
+    MessageSpec("chat_delta", Kind.EVENT, CHAT,
                 "A streamed piece of the reply, for speech bubbles and lip movement.",
                 {"request_id": Field(int), "text": Field(str), "index": Field(int)}),
-    MessageSpec("chat_ended", Kind.EVENT, "inference", "The reply is complete or was cancelled.",
+    MessageSpec("chat_ended", Kind.EVENT, CHAT, "The reply is complete or was cancelled.",
                 {"request_id": Field(int), "text": Field(str), "cancelled": Field(bool)}),
-    MessageSpec("emotion", Kind.EVENT, "inference",
-                "Emotion of a reply as a VRM preset name (joy, angry, sorrow, fun, surprised, "
-                "neutral) with an intensity 0..1.",
+    MessageSpec("emotion", Kind.EVENT, CHAT,
+                f"Emotion of a reply as a VRM preset name ({', '.join(EMOTIONS)}, neutral) with "
+                "an intensity 0..1.",
                 {"name": Field(str), "intensity": Field(NUM), "request_id": Field(int, False)}),
-    MessageSpec("gpu_stats", Kind.EVENT, "gpu_monitor", "One GPU reading, or why there is none.",
+    MessageSpec("gpu_stats", Kind.EVENT, GPU, "One GPU reading, or why there is none.",
                 {"available": Field(bool), "reason": Field(str, False, "why there is no reading"),
                  "vram_used": Field(int, False, "bytes, whole card"),
                  "vram_total": Field(int, False), "vram_percent": Field(NUM, False),
@@ -288,11 +311,11 @@ _SPECS: list[MessageSpec] = [
                  "profile": Field(str, False, "profile the monitor considers in use"),
                  "pressure": Field(dict, False, "VRAM % by others, and with each profile"),
                  "auto_switching": Field(bool, False)}),
-    MessageSpec("auto_switch", Kind.EVENT, "gpu_monitor",
+    MessageSpec("auto_switch", Kind.EVENT, GPU,
                 "The GPU monitor asks for a profile switch, with its reason.",
                 {"profile": Field(str), "state": Field(str), "emergency": Field(bool),
                  "reason": Field(str)}),
-    *_BRIDGE_SPECS,
+    *_AVATAR_SPECS,
 ]
 
 REGISTRY: dict[str, MessageSpec] = {s.name: s for s in _SPECS}
@@ -313,12 +336,18 @@ def validate_data(ms: MessageSpec, data: Any) -> str | None:
                 return f"{ms.name}: missing field '{fname}'"
             continue
         value = data[fname]
-        if isinstance(value, bool) and f.type in (int, float, NUM):
-            return f"{ms.name}: field '{fname}' must be a number, got bool"
-        if not isinstance(value, f.type):
+        if not fits_type(value, f.type):
             return (f"{ms.name}: field '{fname}' must be {_type_name(f.type)}, "
                     f"got {type(value).__name__}")
     return None
+
+
+def fits_type(value: Any, types: type | tuple[type, ...]) -> bool:
+    """isinstance, except that a bool is not a number (in Python, True is an int)."""
+    allowed = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, bool):
+        return bool in allowed
+    return isinstance(value, allowed)
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from supervisor.config import AUTO_PROFILE
-from workers.inference.gguf_info import ModelInfo
+from workers.gpu.gguf_info import ModelInfo
 
 MiB = 1 << 20
 CUDA_CONTEXT_BYTES = 300 * MiB  # the CUDA runtime's own footprint, seen on 4-8 GB cards

@@ -1,6 +1,6 @@
 """TCP framing of the Unity wire: a 4-byte big-endian length, then one msgpack envelope.
 
-The envelope itself is supervisor.codec's (one codec everywhere); this module only cuts a byte
+The envelope itself is protocol.codec's (one codec everywhere); this module only cuts a byte
 stream into frames. The bridge and the Python client both use it, so there is one framing.
 """
 
@@ -10,8 +10,8 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
-from supervisor.codec import DEFAULT_MAX_FRAME, ProtocolError, make
-from supervisor.messages import ErrorCode
+from protocol.codec import DEFAULT_MAX_FRAME, ProtocolError, make
+from protocol.messages import ErrorCode
 
 HEADER = struct.Struct(">I")
 
