@@ -36,9 +36,9 @@ from typing import IO, Any
 import psutil
 
 from supervisor.config import DEFAULT_MODEL, REPO_ROOT, load_profiles
-from workers.gpu.sources import NvmlSource
 from workers.gpu.gguf_info import GGUFError, ModelInfo, read_model_info
 from workers.gpu.planner import REBUILD_HINT
+from workers.gpu.sources import NvmlSource
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MiB = 1 << 20

@@ -56,8 +56,8 @@ from protocol.codec import Envelope, ProtocolError, decode
 from supervisor.config import DEFAULT_MODEL, default_config, load_profiles, validate
 from supervisor.harness import ROOT, Stack
 from workers.gpu.gguf_info import read_model_info
-from workers.inference.llama_loader import open_model
 from workers.gpu.planner import Plan, plan_profile
+from workers.inference.llama_loader import open_model
 from workers.inference.worker import TEMPLATE_TOKENS_PER_MESSAGE
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -36,9 +36,9 @@ from bench.recovery import WORKERS, measure_worker
 from protocol.bus import event_topic, secure_client
 from protocol.codec import Envelope as Env
 from protocol.codec import decode, encode, make
-from supervisor.harness import Stack
-from protocol.messages import NUM, REGISTRY, Kind
 from protocol.framing import FrameDecoder, message
+from protocol.messages import NUM, REGISTRY, Kind
+from supervisor.harness import Stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRACE = Path(__file__).resolve().parent.parent / "data" / "traces" / "companion_alone.csv"

@@ -111,7 +111,8 @@ class MessageSpec:
     doc: str
     fields: dict[str, Field] = field(default_factory=dict)
     # Requests only: who handles it ("supervisor", "worker" for any worker, or a role that a
-    # worker provides) and the reply types that end it (any other reply with the same reply_to is progress, e.g. streamed tokens).
+    # worker provides) and the reply types that end it (any other reply with the same reply_to
+    # is progress, e.g. streamed tokens).
     handler: str | None = None
     final: tuple[str, ...] = ()
     # Requests only: safe to run again on a fresh worker if the one running it crashed.

@@ -46,12 +46,36 @@ class MapOf:
 NUM = (int, float)
 OPT_STR = (str, type(None))
 
+NUM_OR_NULL = (int, float, type(None))
+INT_OR_NULL = (int, type(None))
+RESTART_POLICIES = ("permanent", "transient", "temporary")
+
+
+def _inherited(kind: tuple[type, ...], lo: float, hi: float) -> Opt:
+    return Opt(kind, None, min=lo, max=hi, doc="null: the `supervisor` value of this name")
+
+
+# A worker's spec. Settings left null take the `supervisor` section's value of the same name.
 WORKER_SCHEMA: dict[str, Any] = {
     "module": Opt(str, required=True, doc="python module run with `python -m`"),
     "enabled": Opt(bool, True),
     "args": Opt(list, [], doc="extra command-line arguments"),
     "provides": Opt(list, [], doc=f"roles it serves, each by one worker at most: "
                                   f"{', '.join(ROLES)}"),
+    "restart": Opt(str, "permanent", choices=RESTART_POLICIES,
+                   doc="permanent: after any exit nobody asked for; transient: only after an "
+                       "abnormal one (not in exit_codes); temporary: never"),
+    "exit_codes": Opt(list, [0], doc="exit codes that are a normal end (for transient)"),
+    "ready_timeout_s": _inherited(NUM_OR_NULL, 1, 86_400),
+    "heartbeat_interval_s": _inherited(NUM_OR_NULL, 0.05, 60),
+    "heartbeat_misses": _inherited(INT_OR_NULL, 2, 100),
+    "max_restarts": _inherited(INT_OR_NULL, 1, 10_000),
+    "restart_window_s": _inherited(NUM_OR_NULL, 1, 86_400),
+    "backoff_initial_s": _inherited(NUM_OR_NULL, 0, 600),
+    "backoff_max_s": _inherited(NUM_OR_NULL, 0, 3600),
+    "backoff_jitter": _inherited(NUM_OR_NULL, 0, 1),
+    "stop_timeout_s": _inherited(NUM_OR_NULL, 0.1, 600),
+    "terminate_timeout_s": _inherited(NUM_OR_NULL, 0.1, 600),
 }
 
 SCHEMA: dict[str, Any] = {
@@ -78,8 +102,9 @@ SCHEMA: dict[str, Any] = {
     "supervisor": {
         "heartbeat_interval_s": Opt(NUM, 1.0, min=0.05, max=60),
         "heartbeat_misses": Opt(int, 3, min=2, max=100, doc="silent intervals before 'hung'"),
-        "start_timeout_s": Opt(NUM, 60.0, min=1, max=3600,
-                               doc="time to the first heartbeat before a start counts as hung"),
+        "ready_timeout_s": Opt(NUM, 60.0, min=1, max=86_400,
+                               doc="start to ready; each progress report restarts it; "
+                                   "a worker still not ready is killed as a crash"),
         "max_restarts": Opt(int, 5, min=1, max=10_000, doc="crashes allowed in restart_window_s"),
         "restart_window_s": Opt(NUM, 30.0, min=1, max=86_400),
         "backoff_initial_s": Opt(NUM, 0.25, min=0, max=600),
@@ -93,7 +118,9 @@ SCHEMA: dict[str, Any] = {
         "stats_interval_s": Opt(NUM, 2.0, min=0.1, max=3600),
     },
     "workers": MapOf(WORKER_SCHEMA, {
-        "inference": {"module": "workers.inference", "provides": [CHAT, PROFILES]},
+        # A model load reports progress at each stage, and each report restarts the deadline.
+        "inference": {"module": "workers.inference", "provides": [CHAT, PROFILES],
+                      "ready_timeout_s": 120},
         "gpu_monitor": {"module": "workers.gpu_monitor", "provides": [GPU]},
         "unity_bridge": {"module": "unity_bridge", "provides": [AVATAR]},
     }),
@@ -167,14 +194,18 @@ def validate(raw: Any, warnings: list[str]) -> dict[str, Any]:
         raise ConfigError("config: the top level must be a JSON object")
     cfg = _section(raw, SCHEMA, "", warnings)
     _check_thresholds(cfg["gpu_monitoring"]["thresholds"])
-    _check_roles(cfg["workers"])
+    _check_workers(cfg["workers"])
     return cfg
 
 
-def _check_roles(workers: dict[str, dict[str, Any]]) -> None:
-    """Each role is served by one enabled worker at most: a request must have one address."""
+def _check_workers(workers: dict[str, dict[str, Any]]) -> None:
+    """Exit codes are integers; each role is served by one enabled worker at most (a request
+    must have one address)."""
     owner: dict[str, str] = {}
     for name, w in workers.items():
+        if not all(fits_type(c, int) for c in w["exit_codes"]):
+            raise ConfigError(f"config: 'workers.{name}.exit_codes' must be a list of integers, "
+                              f"got {json.dumps(w['exit_codes'])}")
         for role in w["provides"]:
             if role not in ROLES:
                 raise ConfigError(f"config: 'workers.{name}.provides' names an unknown role "
@@ -224,9 +255,12 @@ def _section(raw: dict[str, Any], schema: dict[str, Any], prefix: str,
                 raise ConfigError(f"config: '{name}' must be an object, got {_kind(value)}")
             merged = copy.deepcopy(rule.default)
             for sub, entry in value.items():
+                if entry is None:  # null removes an entry of the defaults (a renamed worker)
+                    merged.pop(sub, None)
+                    continue
                 if not isinstance(entry, dict):
-                    raise ConfigError(f"config: '{name}.{sub}' must be an object, "
-                                      f"got {_kind(entry)}")
+                    raise ConfigError(f"config: '{name}.{sub}' must be an object (or null to "
+                                      f"remove it), got {_kind(entry)}")
                 merged.setdefault(sub, {}).update(entry)
             out[key] = {sub: _section(entry, rule.schema, f"{name}.{sub}.", warnings)
                         for sub, entry in merged.items()}

@@ -10,9 +10,9 @@ import pytest
 
 from supervisor.config import ConfigError, default_config, validate
 from supervisor.harness import ROOT
+from workers.gpu.sources import NvmlSource, ReplaySource
 from workers.gpu_monitor.decision import Decider, GpuState, Sample
 from workers.gpu_monitor.simulate import simulate
-from workers.gpu.sources import NvmlSource, ReplaySource
 
 TRACES = ROOT / "data" / "traces"
 GiB = 1 << 30

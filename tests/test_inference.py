@@ -15,8 +15,8 @@ import psutil
 import pytest
 
 from protocol.bus import BusClient, BusError
-from supervisor.harness import ROOT
 from protocol.messages import ErrorCode
+from supervisor.harness import ROOT
 
 LONG = "Tell me a long story about a cat who travels the world, with many details."
 

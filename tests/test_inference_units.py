@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import DEFAULT_MODEL, load_profiles
-from workers.inference.emotion import detect
 from workers.gpu.gguf_info import GGUFError, ModelInfo, read_model_info
-from workers.inference.memory import Memory
 from workers.gpu.planner import GpuMemory, MiB, estimate_vram, plan_profile
+from workers.inference.emotion import detect
+from workers.inference.memory import Memory
 
 GiB = 1024 * MiB
 PROFILES = load_profiles()

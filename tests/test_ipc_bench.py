@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from supervisor.config import REPO_ROOT
 from protocol.messages import REGISTRY
+from supervisor.config import REPO_ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

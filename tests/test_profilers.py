@@ -19,8 +19,8 @@ import pytest
 from bench import gpu_profiler
 from bench.gpu_profiler import Point, recommend
 from supervisor.config import DEFAULT_MODEL, REPO_ROOT, load_profiles
-from workers.gpu.sources import NvmlSource
 from workers.gpu.gguf_info import read_model_info
+from workers.gpu.sources import NvmlSource
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MiB = 1 << 20

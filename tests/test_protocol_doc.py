@@ -6,8 +6,8 @@ import re
 import subprocess
 import sys
 
-from supervisor.harness import ROOT
 from protocol.messages import ERROR_DOCS, REGISTRY, ErrorCode, Kind, Wire, validate_data
+from supervisor.harness import ROOT
 from unity_bridge import gen_protocol
 
 

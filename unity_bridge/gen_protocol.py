@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.codec import DEFAULT_MAX_FRAME, Envelope, encode
-from supervisor.config import REPO_ROOT
+from protocol.framing import frame
 from protocol.messages import (
     ERROR_DOCS,
     NUM,
@@ -31,7 +31,7 @@ from protocol.messages import (
     Wire,
     validate_data,
 )
-from protocol.framing import frame
+from supervisor.config import REPO_ROOT
 
 DOC_PATH = REPO_ROOT / "docs" / "PROTOCOL.md"
 CS_PATH = REPO_ROOT / "unity_bridge" / "unity" / "Runtime" / "Protocol" / "MessageTypes.g.cs"

@@ -17,14 +17,14 @@ from typing import Any
 import psutil
 
 from protocol.codec import Envelope
-from supervisor.config import DEFAULT_MODEL, ConfigError, load_profiles, profiles_path
 from protocol.messages import ErrorCode
+from supervisor.config import DEFAULT_MODEL, ConfigError, load_profiles, profiles_path
+from workers.gpu.gguf_info import GGUFError, read_model_info
+from workers.gpu.planner import MiB, Plan, plan_profile
 from workers.gpu.sources import NvmlSource
 from workers.inference import emotion
-from workers.gpu.gguf_info import GGUFError, read_model_info
 from workers.inference.llama_loader import open_model
 from workers.inference.memory import Memory
-from workers.gpu.planner import MiB, Plan, plan_profile
 from workers.priority import keep_this_thread_responsive, lower_this_thread_for_compute
 from workers.runtime import WorkerRuntime
 

@@ -1,0 +1,170 @@
+"""The OS side of supervision behind one seam: spawn, signal, wait, clock and timers.
+
+The state machine (supervisor/lifecycle.py) sees only `Host` and `Process`, as supervisord's
+logic sees its `Options`: the real ones below start processes, and the stateful test drives the
+same logic with fake ones to explore every order of events without a single sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import logging.handlers
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import psutil
+
+from supervisor.config import REPO_ROOT
+
+ExitCallback = Callable[[str, int, int], None]  # (worker, generation, exit code)
+
+
+class Process(Protocol):
+    pid: int
+
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    def release(self) -> None:
+        """Its exit was reported: let go of its handles."""
+
+    def last_output(self) -> str:
+        """The last line it printed: why it stopped, when it could say so."""
+
+    def sample(self) -> tuple[float | None, int | None]:
+        """cpu % since the previous sample, and rss bytes; None where unknown."""
+
+
+class Host(Protocol):
+    def now(self) -> float: ...
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None: ...
+    def spawn(self, name: str, module: str, args: tuple[str, ...], boot: dict[str, Any],
+              generation: int) -> Process:
+        """Start a worker; its exit is reported later with the same generation. OSError when
+        the OS cannot start it."""
+
+
+class OsProcess:
+    """A worker process with two helper threads: one blocks in wait() and reports the exit the
+    moment it happens (no polling), the other copies the output into the rotating log."""
+
+    def __init__(self, proc: subprocess.Popen, log: logging.Logger,
+                 on_exit: Callable[[int], None]) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self._last_output = ""
+        try:
+            self._ps: psutil.Process | None = psutil.Process(proc.pid)
+            self._ps.cpu_percent(None)  # primes it: the next sample measures from here
+        except psutil.Error:
+            self._ps = None
+        pump = threading.Thread(target=self._pump, args=(log,), daemon=True,
+                                name=f"log-{proc.pid}")
+        pump.start()
+        threading.Thread(target=self._wait, args=(pump, on_exit), daemon=True,
+                         name=f"wait-{proc.pid}").start()
+
+    def _wait(self, pump: threading.Thread, on_exit: Callable[[int], None]) -> None:
+        code = self.proc.wait()
+        pump.join(timeout=0.2)  # its last words (why it exited) arrive with EOF, at once
+        on_exit(code)
+
+    def _pump(self, log: logging.Logger) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            log.info(line)
+            if line.strip():
+                self._last_output = line
+
+    def last_output(self) -> str:
+        return self._last_output
+
+    def terminate(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.terminate()
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+
+    def release(self) -> None:
+        """Closing stdin ends the pipe on our side (the worker's parent watch reads it)."""
+        if self.proc.stdin:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        self._ps = None
+
+    def sample(self) -> tuple[float | None, int | None]:
+        if self._ps is None:
+            return None, None
+        try:
+            with self._ps.oneshot():
+                return self._ps.cpu_percent(None), self._ps.memory_info().rss
+        except psutil.Error:
+            return None, None
+
+
+class OsHost:
+    """Real processes: spawn semantics (a fresh interpreter, as on Windows), one log per
+    worker. The clock and timers belong to the supervisor's loop, which passes them in."""
+
+    def __init__(self, log_dir: Path, log_max_bytes: int, log_backups: int,
+                 now: Callable[[], float], call_later: Callable[[float, Callable[[], None]], None],
+                 on_exit: ExitCallback) -> None:
+        self.log_dir = log_dir
+        self.log_max_bytes = log_max_bytes
+        self.log_backups = log_backups
+        self.now = now
+        self.call_later = call_later
+        self._on_exit = on_exit
+        self._logs: dict[str, logging.Logger] = {}
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def spawn(self, name: str, module: str, args: tuple[str, ...], boot: dict[str, Any],
+              generation: int) -> OsProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
+        # Own process group/session: a Ctrl-C or a signal to the launcher's group reaches the
+        # supervisor only, which then stops the workers in order.
+        windows = sys.platform == "win32"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            creationflags=subprocess.CREATE_NEW_PROCESS_GROUP if windows else 0,
+            start_new_session=not windows)
+        assert proc.stdin is not None
+        # The boot line, then the pipe stays open: when the supervisor dies, even by kill -9,
+        # it closes and the worker exits (see workers/runtime.py).
+        proc.stdin.write((json.dumps(boot) + "\n").encode())
+        proc.stdin.flush()
+        return OsProcess(proc, self._logger(name),
+                         lambda code: self._on_exit(name, generation, code))
+
+    def _logger(self, name: str) -> logging.Logger:
+        """A logger writing raw lines into this worker's own rotating file."""
+        if name not in self._logs:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log = logging.getLogger(f"worker-output.{name}.{id(self)}")
+            log.propagate = False
+            log.setLevel(logging.INFO)
+            handler = logging.handlers.RotatingFileHandler(
+                self.log_path(name), maxBytes=self.log_max_bytes, backupCount=self.log_backups,
+                encoding="utf-8")
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            log.addHandler(handler)
+            self._logs[name] = log
+        return self._logs[name]
+
+    def close_logs(self) -> None:
+        for log in self._logs.values():
+            for h in list(log.handlers):
+                h.close()
+                log.removeHandler(h)
