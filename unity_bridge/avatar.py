@@ -15,10 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol.messages import CHAT
+from protocol.messages import CHAT, EMOTIONS
 
-AVATAR_STATES = ("idle", "thinking", "speaking", "loading")
-EMOTIONS = ("joy", "angry", "sorrow", "fun", "surprised")  # "neutral" is all of them at 0
 # VRM 1.0 preset names (and common spellings) -> the VRM 0.x names the wire uses.
 ALIASES = {"happy": "joy", "sad": "sorrow", "relaxed": "fun", "surprise": "surprised",
            "anger": "angry", "joyful": "joy"}
