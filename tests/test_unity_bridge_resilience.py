@@ -6,7 +6,14 @@ import psutil
 
 from protocol.codec import Envelope
 from supervisor.harness import Stack
-from tests.helpers.bridge import bridge_sections, connect, connect_retry, free_port
+from tests.helpers.bridge import (
+    BRIDGE_ONLY,
+    BusPublisher,
+    bridge_sections,
+    connect,
+    connect_retry,
+    free_port,
+)
 from unity_bridge.client import BridgeClient
 
 
@@ -30,6 +37,27 @@ def test_avatar_reconnects_after_a_bridge_crash_and_gets_the_state_back(make_sta
     assert w["pid"] != old and w["restarts"] == 1
     assert avatar.request("ping").type == "pong"
     avatar.close()
+
+
+def test_a_client_greeted_while_the_bridge_starts_gets_the_reply_stream(make_stack) -> None:
+    """The bus thread serves the wire as soon as it is attached, before the main thread ends
+    its setup: a client greeted then must be streamed replies like any other."""
+    port = free_port()
+    paused = {"module": "tests.helpers.paused_bridge_worker"}
+    stack = make_stack(workers={**BRIDGE_ONLY["workers"], "unity_bridge": paused},
+                       unity_bridge={"port": port}).start(ready=False)
+    avatar = connect_retry("127.0.0.1", port, name="early")  # greeted during the pause
+    stack.wait_state("unity_bridge", "RUNNING", 30)
+    pub = BusPublisher(stack)
+    try:
+        pub.prime(avatar)
+        pub.publish("chat_started", {"request_id": 1})
+        pub.publish("chat_delta", {"request_id": 1, "text": "Hi", "index": 0})
+        assert avatar.wait_for("speech", timeout=10).data["text"] == "Hi"
+        assert stack.worker("unity_bridge")["restarts"] == 0
+    finally:
+        pub.close()
+        avatar.close()
 
 
 def until_idle_again(avatar: BridgeClient, reason_part: str) -> list[Envelope]:
