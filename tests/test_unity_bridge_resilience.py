@@ -75,6 +75,27 @@ def until_idle_again(avatar: BridgeClient, reason_part: str) -> list[Envelope]:
     return seen
 
 
+def test_the_language_model_is_the_worker_that_provides_chat(make_stack) -> None:
+    """The avatar follows the worker that provides 'chat', whatever its name, and no other
+    worker, even one called inference (stand-ins that load for 2 s, no model)."""
+    stand_in = "tests.helpers.slow_ready_worker"
+    stack = make_stack(unity_bridge={"port": 0}, workers={
+        "gpu_monitor": {"enabled": False},
+        "inference": {"module": stand_in, "provides": []},
+        "llm": {"module": stand_in, "provides": ["chat"]}}).start()
+    avatar = connect(stack, "avatar")
+    try:
+        stack.client.request("stop", {"worker": "inference"}, timeout=30)
+        stack.client.request("kill", {"worker": "llm"})
+        seen = until_idle_again(avatar, "the language model is starting")
+        idle = [e.data for e in seen if e.type == "avatar_state"][-1]
+        assert "reason" not in idle  # back because llm runs again, not "inference is stopped"
+        assert stack.worker("inference")["state"] == "EXITED"
+        assert stack.wait_state("llm", "RUNNING", 30)["restarts"] == 1
+    finally:
+        avatar.close()
+
+
 def test_bridge_serves_on_while_inference_is_killed_and_switched(make_stack) -> None:
     stack: Stack = make_stack(unity_bridge={"port": 0}).start()
     bridge_pid = stack.worker("unity_bridge")["pid"]

@@ -120,7 +120,7 @@ class Avatar:
         self.state_file = state_file
         self.request_id: int | None = None
         self.text = ""
-        self.switching = False  # a profile switch runs: inference stopping is not "idle"
+        self.switching = False  # a profile switch runs: the chat worker stopping is not "idle"
         self.dirty = False  # changed since the last save
         self._fd: int | None = None
         self._size = 0  # bytes in the file behind _fd
@@ -196,10 +196,12 @@ class Avatar:
                 return self.set_state("loading", f"switching to profile {data['profile']}")
             return self.set_state("idle")
         if type_ == "worker_state" and CHAT in data.get("roles", ()):
-            return self._inference_state(data["state"])
+            return self._chat_worker_state(data["state"])
         return []
 
-    def _inference_state(self, state: str) -> list[Outgoing]:
+    def _chat_worker_state(self, state: str) -> list[Outgoing]:
+        """The language model is whichever worker provides 'chat' (its worker_state lists
+        the roles), so a config may call it anything."""
         out: list[Outgoing] = []
         if state != "RUNNING" and self.request_id is not None:
             out += self._end_speech(self.request_id, self.text)
