@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from protocol.bus import BusClient, BusError
-from supervisor.harness import ROOT, Stack
+from protocol.framing import HEADER, frame, message
 from protocol.messages import PROTOCOL_VERSION, REGISTRY, ErrorCode, Wire
+from supervisor.harness import ROOT, Stack
 from tests.conftest import base_config
 from tests.helpers.bridge import (
     BusPublisher,
@@ -23,7 +24,6 @@ from tests.helpers.bridge import (
     wait_disconnects,
 )
 from unity_bridge.client import BridgeClient, BridgeClosed, BridgeError
-from protocol.framing import HEADER, frame, message
 
 LIMITS = {"handshake_timeout_s": 1.0, "ping_interval_s": 0.2, "client_timeout_s": 1.5,
           "max_errors": 3, "max_clients": 6}

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import pytest
 
 from protocol.codec import Envelope, decode
-from supervisor.harness import Stack
+from protocol.framing import FrameDecoder, message
 from protocol.messages import PROTOCOL_VERSION
+from supervisor.harness import Stack
 from tests.conftest import base_config
 from tests.helpers.bridge import BusPublisher, bridge_port, bridge_sections, connect, live_bus
-from protocol.framing import FrameDecoder, message
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol.codec import decode
-from supervisor.harness import Stack
+from protocol.framing import HEADER, FrameDecoder, frame, message
 from protocol.messages import PROTOCOL_VERSION, REGISTRY, ErrorCode
+from supervisor.harness import Stack
 from tests.conftest import base_config
 from tests.helpers.bridge import bridge_port, bridge_sections, connect
 from unity_bridge.client import BridgeClient
-from protocol.framing import HEADER, FrameDecoder, frame, message
 
 MAX_FRAME = 4096
 FUZZ = settings(max_examples=200, deadline=None, database=None,

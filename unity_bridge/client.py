@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from protocol.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode
-from protocol.messages import PROTOCOL_VERSION, REGISTRY, Kind
 from protocol.framing import FrameDecoder, message
+from protocol.messages import PROTOCOL_VERSION, REGISTRY, Kind
 
 
 class BridgeError(Exception):

@@ -27,9 +27,9 @@ from typing import Any, Protocol
 import zmq
 
 from protocol.codec import Envelope, ProtocolError, decode
+from protocol.framing import FrameDecoder, message
 from protocol.messages import PROTOCOL_VERSION, REGISTRY, ErrorCode, Kind, Wire
 from unity_bridge.avatar import Avatar, CommandError, Outgoing
-from protocol.framing import FrameDecoder, message
 
 log = logging.getLogger("unity_bridge")
 
