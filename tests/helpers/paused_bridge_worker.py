@@ -5,6 +5,7 @@ connects then is greeted by the bus thread while the main thread has not finishe
 """
 
 import time
+from collections.abc import Callable
 
 from unity_bridge import worker
 from workers.runtime import WorkerRuntime
@@ -13,7 +14,7 @@ PAUSE_S = 3.0
 _call_on_bus = WorkerRuntime.call_on_bus
 
 
-def call_then_pause(self: WorkerRuntime, fn) -> None:  # type: ignore[no-untyped-def]
+def call_then_pause(self: WorkerRuntime, fn: Callable[[], None]) -> None:
     _call_on_bus(self, fn)
     if getattr(fn, "__name__", "") == "attach":
         time.sleep(PAUSE_S)
