@@ -6,7 +6,16 @@ import re
 import subprocess
 import sys
 
-from protocol.messages import ERROR_DOCS, REGISTRY, ErrorCode, Kind, Wire, validate_data
+from protocol.messages import (
+    AVATAR,
+    ERROR_DOCS,
+    REGISTRY,
+    SUPERVISOR,
+    ErrorCode,
+    Kind,
+    Wire,
+    validate_data,
+)
 from supervisor.harness import ROOT
 from unity_bridge import gen_protocol
 
@@ -48,4 +57,4 @@ def test_wire_registry_is_consistent() -> None:
             assert ms.wire is not None, f"{name} is on no channel at all"
         if ms.kind is Kind.REQUEST and ms.wire in (Wire.FROM_CLIENT, Wire.BOTH):
             # A request a TCP client may send must be answered by the bridge.
-            assert ms.handler in ("unity_bridge", "supervisor"), name
+            assert ms.handler in (AVATAR, SUPERVISOR), name

@@ -6,7 +6,14 @@ import psutil
 
 from protocol.codec import Envelope
 from supervisor.harness import Stack
-from tests.helpers.bridge import bridge_sections, connect, connect_retry, free_port
+from tests.helpers.bridge import (
+    BRIDGE_ONLY,
+    BusPublisher,
+    bridge_sections,
+    connect,
+    connect_retry,
+    free_port,
+)
 from unity_bridge.client import BridgeClient
 
 
@@ -32,6 +39,27 @@ def test_avatar_reconnects_after_a_bridge_crash_and_gets_the_state_back(make_sta
     avatar.close()
 
 
+def test_a_client_greeted_while_the_bridge_starts_gets_the_reply_stream(make_stack) -> None:
+    """The bus thread serves the wire as soon as it is attached, before the main thread ends
+    its setup: a client greeted then must be streamed replies like any other."""
+    port = free_port()
+    paused = {"module": "tests.helpers.paused_bridge_worker"}
+    stack = make_stack(workers={**BRIDGE_ONLY["workers"], "unity_bridge": paused},
+                       unity_bridge={"port": port}).start(ready=False)
+    avatar = connect_retry("127.0.0.1", port, name="early")  # greeted during the pause
+    stack.wait_state("unity_bridge", "RUNNING", 30)
+    pub = BusPublisher(stack)
+    try:
+        pub.prime(avatar)
+        pub.publish("chat_started", {"request_id": 1})
+        pub.publish("chat_delta", {"request_id": 1, "text": "Hi", "index": 0})
+        assert avatar.wait_for("speech", timeout=10).data["text"] == "Hi"
+        assert stack.worker("unity_bridge")["restarts"] == 0
+    finally:
+        pub.close()
+        avatar.close()
+
+
 def until_idle_again(avatar: BridgeClient, reason_part: str) -> list[Envelope]:
     """Every message up to the avatar's return to idle; its states must be loading, idle."""
     seen: list[Envelope] = []
@@ -45,6 +73,27 @@ def until_idle_again(avatar: BridgeClient, reason_part: str) -> list[Envelope]:
     assert [s["state"] for s in states] == ["loading", "idle"], states
     assert reason_part in states[0]["reason"]
     return seen
+
+
+def test_the_language_model_is_the_worker_that_provides_chat(make_stack) -> None:
+    """The avatar follows the worker that provides 'chat', whatever its name, and no other
+    worker, even one called inference (stand-ins that load for 2 s, no model)."""
+    stand_in = "tests.helpers.slow_ready_worker"
+    stack = make_stack(unity_bridge={"port": 0}, workers={
+        "gpu_monitor": {"enabled": False},
+        "inference": {"module": stand_in, "provides": []},
+        "llm": {"module": stand_in, "provides": ["chat"]}}).start()
+    avatar = connect(stack, "avatar")
+    try:
+        stack.client.request("stop", {"worker": "inference"}, timeout=30)
+        stack.client.request("kill", {"worker": "llm"})
+        seen = until_idle_again(avatar, "the language model is starting")
+        idle = [e.data for e in seen if e.type == "avatar_state"][-1]
+        assert "reason" not in idle  # back because llm runs again, not "inference is stopped"
+        assert stack.worker("inference")["state"] == "EXITED"
+        assert stack.wait_state("llm", "RUNNING", 30)["restarts"] == 1
+    finally:
+        avatar.close()
 
 
 def test_bridge_serves_on_while_inference_is_killed_and_switched(make_stack) -> None:

@@ -20,10 +20,16 @@ from typing import Any
 from protocol.codec import DEFAULT_MAX_FRAME, Envelope, encode
 from protocol.framing import frame
 from protocol.messages import (
+    AVATAR,
+    CLIENT,
     ERROR_DOCS,
     NUM,
     PROTOCOL_VERSION,
     REGISTRY,
+    ROLES,
+    SUPERVISOR,
+    UNITY,
+    WORKER,
     ErrorCode,
     Field,
     Kind,
@@ -31,7 +37,7 @@ from protocol.messages import (
     Wire,
     validate_data,
 )
-from supervisor.config import REPO_ROOT
+from supervisor.config import REPO_ROOT, SCHEMA
 
 DOC_PATH = REPO_ROOT / "docs" / "PROTOCOL.md"
 CS_PATH = REPO_ROOT / "unity_bridge" / "unity" / "Runtime" / "Protocol" / "MessageTypes.g.cs"
@@ -65,9 +71,36 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "model_loaded": {"path": "C:/avatars/alice.vrm", "expressions": ["joy", "angry", "blink"]},
     "clicked": {"target": "head", "x": 0.52, "y": 0.81},
     "avatar_error": {"message": "file not found", "command": "load_model"},
+    "progress": {"worker": "inference", "pid": 4242, "stage": "loading weights",
+                 "fraction": 0.4},
 }
 DIRECTION = {Wire.TO_CLIENT: "bridge → client", Wire.FROM_CLIENT: "client → bridge",
              Wire.BOTH: "both ways"}
+
+
+# Senders and handlers other than roles, in words.
+PARTIES = {SUPERVISOR: "the supervisor", WORKER: "any worker", UNITY: "a TCP client",
+           "any": "whoever answers the request"}
+
+
+def party(who: str, on_wire: bool = False) -> str:
+    """A sender or handler in words: a role is whichever worker provides it."""
+    if who in ROLES:  # the avatar's worker is the bridge that a TCP client talks to
+        return f"the worker that provides '{who}'" + (" (the bridge)" if who == AVATAR else "")
+    if who == CLIENT:
+        return "a bus or TCP client" if on_wire else "a bus client"
+    return PARTIES[who]
+
+
+def handled_by(who: str) -> str:
+    """worker_stop and the like go to one worker by name: that one handles it."""
+    return "the worker it is sent to" if who == WORKER else party(who)
+
+
+def default_providers() -> dict[str, str]:
+    """role -> the worker of the default config that provides it."""
+    workers = SCHEMA["workers"].default
+    return {role: name for name, w in workers.items() for role in w["provides"]}
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
@@ -108,9 +141,9 @@ def _section(ms: MessageSpec, wire: bool) -> list[str]:
         assert ms.wire is not None
         facts.append(f"wire: {DIRECTION[ms.wire]}")
         facts.append("also on the bus" if ms.bus else "wire only")
-    facts.append(f"sent by: {ms.sender}")
+    facts.append(f"sent by: {party(ms.sender, ms.wire is not None)}")
     if ms.handler:
-        facts.append(f"handled by: {ms.handler}")
+        facts.append(f"handled by: {handled_by(ms.handler)}")
     if ms.final:
         facts.append("answered by: " + ", ".join(f"`{f}`" for f in ms.final))
     out += ["- " + "; ".join(facts), ""]
@@ -139,6 +172,16 @@ def render_doc() -> str:
         f"Protocol version **{PROTOCOL_VERSION}**. Every message type of the stack is declared "
         "once, in `protocol/messages.py`; this document, the validation on both sides and the "
         "C# constants of the Unity package (`MessageTypes.g.cs`) are derived from it.",
+        "",
+        "## Roles",
+        "",
+        "A request names the role that handles it, never a worker: the supervisor routes it to "
+        "the enabled worker whose `provides` (in the config) lists that role, so a worker may "
+        "be called anything. Events are sent by a role too. In the default config:",
+        "",
+        "| role | provided by |",
+        "|---|---|",
+        *[f"| `{role}` | `{worker}` |" for role, worker in default_providers().items()],
         "",
         "## Envelope",
         "",

@@ -77,7 +77,7 @@ def wait_disconnects(bus: BusClient, sessions: set[int], timeout: float = 20) ->
 
 
 class BusPublisher:
-    """Publishes events into the stack's real event relay, as the inference worker does."""
+    """Publishes events into the stack's real event relay, as the chat worker does."""
 
     def __init__(self, stack: Stack) -> None:
         info = BusInfo.load(stack.data_dir / "run")

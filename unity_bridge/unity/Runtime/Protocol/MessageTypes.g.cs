@@ -85,7 +85,7 @@ namespace AICompanion.Bridge.Protocol
         public const int TooManyErrors = 108;
         /// <summary>the bridge already serves unity_bridge.max_clients clients</summary>
         public const int TooManyClients = 109;
-        /// <summary>no worker of that name</summary>
+        /// <summary>no worker of that name, or none provides the role</summary>
         public const int UnknownWorker = 200;
         /// <summary>the worker is stopped or FATAL</summary>
         public const int WorkerUnavailable = 201;
