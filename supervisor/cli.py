@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("stop", "stop a worker until restart"),
                        ("kill", "hard-kill a worker to test recovery (counts as a crash)")):
         sub.add_parser(name, help=text).add_argument("worker")
-    sw = sub.add_parser("switch-profile", help="reload inference with another GPU profile")
+    sw = sub.add_parser("switch-profile", help="reload the model with another GPU profile "
+                                               "(restarts the worker that provides profiles)")
     sw.add_argument("profile")
     sw.add_argument("--emergency", action="store_true",
                     help="stop the reply in flight and re-run it after the switch")
@@ -118,7 +119,7 @@ def print_status(reply: dict) -> None:
     print(f"supervisor pid {sup.get('pid')}  up {sup.get('uptime_s', 0):.0f} s  "
           f"rss {_mb(sup.get('rss'))}  profile {reply.get('profile') or '-'}")
     print(f"{'worker':<14}{'state':<10}{'pid':>8}{'cpu%':>7}{'rss':>9}{'up s':>8}"
-          f"{'restarts':>9}  last exit")
+          f"{'restarts':>9}  {'policy':<11}last exit")
     inf = next((w.get("ready_info") or {} for w in reply["workers"].values()
                 if PROFILES in w.get("roles", ())), {})
     if inf.get("gpu_fallback"):
@@ -127,7 +128,8 @@ def print_status(reply: dict) -> None:
     for name, w in reply["workers"].items():
         cpu = "-" if w["cpu_percent"] is None else f"{w['cpu_percent']:.1f}"
         print(f"{name:<14}{w['state']:<10}{w['pid'] or '-':>8}{cpu:>7}{_mb(w['rss']):>9}"
-              f"{w['uptime_s']:>8.0f}{w['restarts']:>9}  {w['last_exit'] or '-'}")
+              f"{w['uptime_s']:>8.0f}{w['restarts']:>9}  {w['restart']:<11}"
+              f"{w['last_exit'] or '-'}")
 
 
 def _mb(n: int | None) -> str:
