@@ -78,7 +78,7 @@ def until_idle_again(avatar: BridgeClient, reason_part: str) -> list[Envelope]:
 def test_the_language_model_is_the_worker_that_provides_chat(make_stack) -> None:
     """The avatar follows the worker that provides 'chat', whatever its name, and no other
     worker, even one called inference (stand-ins that load for 2 s, no model)."""
-    stand_in = "tests.helpers.slow_ready_worker"
+    stand_in = "tests.helpers.loading_worker"
     stack = make_stack(unity_bridge={"port": 0}, workers={
         "gpu_monitor": {"enabled": False},
         "inference": {"module": stand_in, "provides": []},
