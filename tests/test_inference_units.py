@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import DEFAULT_MODEL, load_profiles
-from workers.inference.emotion import detect
 from workers.gpu.gguf_info import GGUFError, ModelInfo, read_model_info
+from workers.gpu.planner import GpuMemory, MiB, equivalent_profiles, estimate_vram, plan_profile
+from workers.inference.emotion import detect
 from workers.inference.memory import Memory
-from workers.gpu.planner import GpuMemory, MiB, estimate_vram, plan_profile
 
 GiB = 1024 * MiB
 PROFILES = load_profiles()
@@ -113,6 +113,29 @@ def test_threads_default_to_physical_cores_and_ctx_to_the_model() -> None:
     assert plan_profile("balanced", PROFILES, small_ctx, None, True, 2).n_ctx == 512
 
 
+def test_on_a_cpu_only_build_every_profile_runs_the_same() -> None:
+    """So a switch between any of them (or to auto) needs no restart."""
+    for gpu in (GpuMemory(8 * GiB, 7 * GiB), None):
+        for name in ("performance", "cpu_fallback", "auto"):
+            plan = plan_profile(name, PROFILES, seven_b(), gpu, False, 4)
+            assert equivalent_profiles(plan, PROFILES, seven_b(), gpu, False, 4) == sorted(
+                [*PROFILES, "auto"])
+
+
+def test_equivalent_profiles_on_a_gpu_build() -> None:
+    m, big = seven_b(), GpuMemory(24 * GiB, 23 * GiB)
+    perf = plan_profile("performance", PROFILES, m, big, True, 4)
+    # auto picks performance on a card this size; balanced fits too, but without flash_attn.
+    assert equivalent_profiles(perf, PROFILES, m, big, True, 4) == ["auto", "performance"]
+    cpu = plan_profile("cpu_fallback", PROFILES, m, big, True, 4)
+    assert equivalent_profiles(cpu, PROFILES, m, big, True, 4) == ["cpu_fallback"]
+    # No GPU visible: the share-of-VRAM profiles fall back to the CPU, but `custom` asks for
+    # 16 layers outright, so it would load differently.
+    cpu = plan_profile("cpu_fallback", PROFILES, m, None, True, 4)
+    assert equivalent_profiles(cpu, PROFILES, m, None, True, 4) == [
+        "auto", "balanced", "cpu_fallback", "fast", "performance"]
+
+
 def test_unknown_profile() -> None:
     with pytest.raises(KeyError, match="unknown profile 'turbo'"):
         plan_profile("turbo", PROFILES, seven_b(), None, True, 2)
@@ -161,3 +184,4 @@ def test_memory_window_respects_budget_and_stays_put(tmp_path: Path) -> None:
     reopened = Memory(tmp_path / "m.sqlite")
     assert reopened.count("u", "c") == 26
     assert reopened.window("u", "c", 95)[0].content == refilled[0].content  # start persisted
+
