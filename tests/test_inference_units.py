@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from protocol.messages import EMOTIONS
 from supervisor.config import DEFAULT_MODEL, load_profiles
 from workers.gpu.gguf_info import GGUFError, ModelInfo, read_model_info
 from workers.gpu.planner import GpuMemory, MiB, equivalent_profiles, estimate_vram, plan_profile
-from workers.inference.emotion import detect
+from workers.inference.emotion import LEXICON, PRESETS, detect
 from workers.inference.memory import Memory
 
 GiB = 1024 * MiB
@@ -154,6 +155,12 @@ def test_emotion_presets(text: str, preset: str) -> None:
     name, intensity = detect(text)
     assert name == preset
     assert (intensity == 0.0) if preset == "neutral" else (0.3 < intensity <= 1.0)
+
+
+def test_emotions_are_the_registry_presets() -> None:
+    """One preset list for the whole stack: a name the bridge does not know never leaves."""
+    assert (*EMOTIONS, "neutral") == PRESETS
+    assert set(LEXICON) <= set(EMOTIONS)
 
 
 def test_emotion_intensity_grows_with_evidence() -> None:
