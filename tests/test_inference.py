@@ -208,6 +208,48 @@ def test_missing_model_is_a_clear_fatal_error(make_stack, tmp_path: Path) -> Non
     assert launch.returncode == 2 and "model file not found" in launch.stderr
 
 
+LEAN = {"gpu_monitor": {"enabled": False}, "unity_bridge": {"enabled": False}}
+
+
+def _memory_file(tmp_path: Path, case: str) -> Path:
+    """A memory_file setting that cannot work, built the way a user gets it wrong."""
+    if case == "folder missing":  # a typo in the folder: never a silent fresh memory
+        return tmp_path / "no_such_folder" / "memory.sqlite"
+    if case == "folder is a file":
+        (tmp_path / "notes.txt").write_text("a file, not a folder")
+        return tmp_path / "notes.txt" / "memory.sqlite"
+    text = tmp_path / "memory.sqlite"  # "not a database"
+    text.write_text("this is not SQLite\n" * 200)
+    return text
+
+
+@pytest.mark.parametrize("case", ["folder missing", "folder is a file", "not a database"])
+def test_unusable_memory_file_is_a_clear_fatal_error(make_stack, tmp_path: Path,
+                                                     case: str) -> None:
+    """Regression: the load thread died on it and left the worker STARTING for good."""
+    memory_file = _memory_file(tmp_path, case)
+    stack = make_stack(ai={"memory_file": str(memory_file)}, workers=LEAN)
+    stack.start(ready=False)
+    w = stack.wait_state("inference", "FATAL", 60)
+    assert "ai.memory_file" in w["last_exit"] and str(memory_file) in w["last_exit"], w
+    assert w["restarts"] == 0, w  # a config error: no restart could fix it
+
+
+def test_unexpected_load_failure_ends_the_process_and_says_where(make_stack) -> None:
+    """An exception nobody expected ends the worker (no STARTING forever), and its log
+    names the load stage that failed, with the traceback."""
+    stack = make_stack(supervisor={"max_restarts": 1},
+                       workers={**LEAN, "inference": {
+                           "module": "tests.helpers.broken_warmup_inference"}})
+    stack.start(ready=False)
+    w = stack.wait_state("inference", "FATAL", 90)
+    assert "exit code 70" in w["last_exit"], w  # the runtime's excepthook ended it
+    log = stack.client.request("logs", {"worker": "inference", "lines": 200}).data["lines"]
+    failed = [line for line in log if "failed while warming up" in line]
+    assert failed and "warm-up exploded" in failed[0], log
+    assert any("Traceback" in line for line in log), log
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")
 def test_hundred_message_conversation_memory_is_bounded(make_stack) -> None:
     """50 exchanges = 100 stored messages; RSS may grow by at most 40 MB after warm-up."""
