@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.config import DEFAULT_MODEL, default_config, load_profiles
-from workers.gpu_monitor.decision import Decider, Sample
-from workers.gpu.sources import ReplaySource
 from workers.gpu.gguf_info import read_model_info
 from workers.gpu.planner import profile_need
+from workers.gpu.sources import ReplaySource
+from workers.gpu_monitor.decision import Decider, Sample
 
 
 @dataclass

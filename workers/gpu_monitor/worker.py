@@ -13,11 +13,11 @@ from typing import Any
 from protocol.codec import Envelope
 from protocol.messages import PROFILES
 from supervisor.config import DEFAULT_MODEL, load_profiles, profiles_path
-from workers.gpu_monitor.decision import Decider, Sample
-from workers.gpu_monitor.history import History
-from workers.gpu.sources import GpuSource, NvmlSource, ReplaySource
 from workers.gpu.gguf_info import ModelInfo, read_model_info
 from workers.gpu.planner import profile_need
+from workers.gpu.sources import GpuSource, NvmlSource, ReplaySource
+from workers.gpu_monitor.decision import Decider, Sample
+from workers.gpu_monitor.history import History
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("gpu_monitor")

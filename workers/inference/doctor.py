@@ -1,4 +1,5 @@
-"""`python -m workers.inference.doctor` (or `python -m supervisor doctor`): what this machine can do for inference, and how to fix gaps.
+"""`python -m workers.inference.doctor` (or `python -m supervisor doctor`): what this machine
+can do for inference, and how to fix gaps.
 
 Works without a running stack; it reads the same config, profiles and model as the worker.
 """
@@ -14,10 +15,10 @@ from typing import Any
 import psutil
 
 from supervisor.config import DEFAULT_CONFIG, ConfigError, load_config, load_profiles, profiles_path
-from workers.gpu.sources import NvmlSource
 from workers.gpu.gguf_info import GGUFError, read_model_info
-from workers.inference.llama_loader import cpu_has_amx
 from workers.gpu.planner import REBUILD_HINT, MiB, estimate_vram, plan_profile
+from workers.gpu.sources import NvmlSource
+from workers.inference.llama_loader import cpu_has_amx
 from workers.inference.worker import model_path
 
 
