@@ -16,9 +16,12 @@ import pytest
 
 from protocol.bus import BusClient, BusError
 from protocol.messages import ErrorCode
+from supervisor.config import load_profiles
 from supervisor.harness import ROOT
+from workers.gpu.sources import NvmlSource
 
 LONG = "Tell me a long story about a cat who travels the world, with many details."
+PROFILES = load_profiles()
 
 
 def collect(c: BusClient, msg_id: int, timeout: float = 120) -> list:
@@ -34,6 +37,28 @@ def collect(c: BusClient, msg_id: int, timeout: float = 120) -> list:
 def first_token(c: BusClient, msg_id: int) -> None:
     env = c.recv_for(msg_id, 60)
     assert env.type == "chat_token", env
+
+
+def until_inference_events_reach(c: BusClient) -> None:
+    """Wait until the subscriptions made so far (with chat_ended among them) are live at the
+    inference worker's publisher: they reach it asynchronously, in the order they were made.
+    Short chats until one's chat_ended arrives; it is a chat's last event, so none of the
+    probe's events are left behind."""
+    deadline = time.monotonic() + 30
+    while True:
+        c.request("chat", {"text": "Hi", "max_tokens": 1, "conversation": "probe"}, timeout=60)
+        try:
+            c.wait_event("chat_ended", timeout=1.0)
+            return
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def until_supervisor_events_reach(c: BusClient) -> None:
+    """The same for the supervisor's publisher: its worker_stats come every stats interval."""
+    c.subscribe(["worker_stats"])
+    c.wait_event("worker_stats", timeout=30)
 
 
 def test_cancel_between_tokens(stack) -> None:
@@ -65,7 +90,7 @@ def test_cancel_a_request_waiting_behind_another(stack) -> None:
 def test_events_for_the_avatar(stack) -> None:
     c = stack.new_client()
     c.subscribe(["chat_started", "chat_delta", "chat_ended", "emotion"])
-    time.sleep(0.3)
+    until_inference_events_reach(c)
     replies = list(c.stream("chat", {"text": "Say something happy!", "max_tokens": 16,
                                      "conversation": "events"}, timeout=60))
     done = replies[-1]
@@ -98,24 +123,37 @@ def test_memory_persists_across_a_restart(stack) -> None:
     assert (stack.data_dir / "memory.sqlite").is_file()
 
 
-def test_gpu_profile_on_cpu_only_build(stack) -> None:
+def test_switch_to_performance_runs_as_this_machine_allows(stack) -> None:
+    """Every build checks what llama.cpp really got: the profile it runs as, its layers on the
+    GPU, the context it allocated, and which profiles would load the same."""
     offload = llama_cpp.llama_supports_gpu_offload()
+    runs_as = "performance" if offload and NvmlSource().available else "cpu_fallback"
     result = stack.cli("switch-profile", "performance")
     assert result.returncode == 0, result.stderr
     w = stack.wait_state("inference", "RUNNING", 60,
                          lambda w: w["ready_info"].get("requested_profile") == "performance")
     info = w["ready_info"]
-    if not offload:
-        assert (info["profile"], info["gpu_fallback"]) == ("cpu_fallback", True)
-        assert "CPU-only" in info["notes"][-1] and "GGML_CUDA=on" in info["notes"][-1]
-        status = stack.cli("status")
-        assert "runs as 'cpu_fallback'" in status.stdout
-        log = stack.client.request("logs", {"worker": "inference", "lines": 200}).data["lines"]
-        since_start = log[max(i for i, line in enumerate(log) if "started" in line or
-                              "model loaded" in line) - 3:]
-        assert sum("CPU-only" in line and "WARNING" in line for line in since_start) == 1
+    assert (info["profile"], info["gpu_fallback"]) == (runs_as, runs_as != "performance")
+    assert info["n_ctx"] == PROFILES[runs_as]["n_ctx"]  # from the loaded model, not the plan
+    assert "performance" in info["equivalent_profiles"]
+    if runs_as == "performance":  # this 135M model fits any card whole
+        assert info["n_gpu_layers"] == info["model_layers"] == 30
+        assert "cpu_fallback" not in info["equivalent_profiles"]
+        return
+    assert info["n_gpu_layers"] == 0 and "cpu_fallback" in info["equivalent_profiles"]
+    if offload:  # a CUDA build on a machine without a visible NVIDIA GPU
+        why = "no NVIDIA GPU visible"
+        assert why in info["notes"][0] and "running as cpu_fallback" in info["notes"][-1]
     else:
-        assert info["profile"] in ("performance", "cpu_fallback")
+        why = "CPU-only"
+        assert why in info["notes"][-1] and "GGML_CUDA=on" in info["notes"][-1]
+        assert info["equivalent_profiles"] == sorted([*PROFILES, "auto"])
+    status = stack.cli("status")
+    assert "runs as 'cpu_fallback'" in status.stdout
+    log = stack.client.request("logs", {"worker": "inference", "lines": 200}).data["lines"]
+    since_start = log[max(i for i, line in enumerate(log) if "started" in line or
+                          "model loaded" in line) - 3:]
+    assert sum(why in line and "WARNING" in line for line in since_start) == 1
 
 
 def test_unknown_profile_is_refused(stack) -> None:
@@ -128,7 +166,7 @@ def test_unknown_profile_is_refused(stack) -> None:
 def test_drain_switch_finishes_the_reply_and_serves_requests_sent_meanwhile(stack) -> None:
     c = stack.new_client()
     c.subscribe(["profile_status"])
-    time.sleep(0.2)
+    until_supervisor_events_reach(c)
     old = stack.worker("inference")["pid"]
     msg_id = c.send("chat", {"text": LONG, "max_tokens": 40, "conversation": "drain"})
     first_token(c, msg_id)
@@ -206,6 +244,48 @@ def test_missing_model_is_a_clear_fatal_error(make_stack, tmp_path: Path) -> Non
                              str(missing), "--config", str(other / "config.json")], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert launch.returncode == 2 and "model file not found" in launch.stderr
+
+
+LEAN = {"gpu_monitor": {"enabled": False}, "unity_bridge": {"enabled": False}}
+
+
+def _memory_file(tmp_path: Path, case: str) -> Path:
+    """A memory_file setting that cannot work, built the way a user gets it wrong."""
+    if case == "folder missing":  # a typo in the folder: never a silent fresh memory
+        return tmp_path / "no_such_folder" / "memory.sqlite"
+    if case == "folder is a file":
+        (tmp_path / "notes.txt").write_text("a file, not a folder")
+        return tmp_path / "notes.txt" / "memory.sqlite"
+    text = tmp_path / "memory.sqlite"  # "not a database"
+    text.write_text("this is not SQLite\n" * 200)
+    return text
+
+
+@pytest.mark.parametrize("case", ["folder missing", "folder is a file", "not a database"])
+def test_unusable_memory_file_is_a_clear_fatal_error(make_stack, tmp_path: Path,
+                                                     case: str) -> None:
+    """Regression: the load thread died on it and left the worker STARTING for good."""
+    memory_file = _memory_file(tmp_path, case)
+    stack = make_stack(ai={"memory_file": str(memory_file)}, workers=LEAN)
+    stack.start(ready=False)
+    w = stack.wait_state("inference", "FATAL", 60)
+    assert "ai.memory_file" in w["last_exit"] and str(memory_file) in w["last_exit"], w
+    assert w["restarts"] == 0, w  # a config error: no restart could fix it
+
+
+def test_unexpected_load_failure_ends_the_process_and_says_where(make_stack) -> None:
+    """An exception nobody expected ends the worker (no STARTING forever), and its log
+    names the load stage that failed, with the traceback."""
+    stack = make_stack(supervisor={"max_restarts": 1},
+                       workers={**LEAN, "inference": {
+                           "module": "tests.helpers.broken_warmup_inference"}})
+    stack.start(ready=False)
+    w = stack.wait_state("inference", "FATAL", 90)
+    assert "exit code 70" in w["last_exit"], w  # the runtime's excepthook ended it
+    log = stack.client.request("logs", {"worker": "inference", "lines": 200}).data["lines"]
+    failed = [line for line in log if "failed while warming up" in line]
+    assert failed and "warm-up exploded" in failed[0], log
+    assert any("Traceback" in line for line in log), log
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, NoReturn
 
+import llama_cpp
 import pytest
 
-from supervisor.config import DEFAULT_MODEL, load_profiles
+from protocol.messages import EMOTIONS
+from supervisor.config import DEFAULT_MODEL, default_config, load_profiles
 from workers.gpu.gguf_info import GGUFError, ModelInfo, read_model_info
-from workers.gpu.planner import GpuMemory, MiB, estimate_vram, plan_profile
-from workers.inference.emotion import detect
+from workers.gpu.planner import GpuMemory, MiB, equivalent_profiles, estimate_vram, plan_profile
+from workers.gpu.sources import NvmlSource
+from workers.inference.emotion import LEXICON, PRESETS, detect
 from workers.inference.memory import Memory
+from workers.inference.worker import InferenceWorker, Throttle
 
 GiB = 1024 * MiB
 PROFILES = load_profiles()
@@ -113,6 +118,29 @@ def test_threads_default_to_physical_cores_and_ctx_to_the_model() -> None:
     assert plan_profile("balanced", PROFILES, small_ctx, None, True, 2).n_ctx == 512
 
 
+def test_on_a_cpu_only_build_every_profile_runs_the_same() -> None:
+    """So a switch between any of them (or to auto) needs no restart."""
+    for gpu in (GpuMemory(8 * GiB, 7 * GiB), None):
+        for name in ("performance", "cpu_fallback", "auto"):
+            plan = plan_profile(name, PROFILES, seven_b(), gpu, False, 4)
+            assert equivalent_profiles(plan, PROFILES, seven_b(), gpu, False, 4) == sorted(
+                [*PROFILES, "auto"])
+
+
+def test_equivalent_profiles_on_a_gpu_build() -> None:
+    m, big = seven_b(), GpuMemory(24 * GiB, 23 * GiB)
+    perf = plan_profile("performance", PROFILES, m, big, True, 4)
+    # auto picks performance on a card this size; balanced fits too, but without flash_attn.
+    assert equivalent_profiles(perf, PROFILES, m, big, True, 4) == ["auto", "performance"]
+    cpu = plan_profile("cpu_fallback", PROFILES, m, big, True, 4)
+    assert equivalent_profiles(cpu, PROFILES, m, big, True, 4) == ["cpu_fallback"]
+    # No GPU visible: the share-of-VRAM profiles fall back to the CPU, but `custom` asks for
+    # 16 layers outright, so it would load differently.
+    cpu = plan_profile("cpu_fallback", PROFILES, m, None, True, 4)
+    assert equivalent_profiles(cpu, PROFILES, m, None, True, 4) == [
+        "auto", "balanced", "cpu_fallback", "fast", "performance"]
+
+
 def test_unknown_profile() -> None:
     with pytest.raises(KeyError, match="unknown profile 'turbo'"):
         plan_profile("turbo", PROFILES, seven_b(), None, True, 2)
@@ -131,6 +159,12 @@ def test_emotion_presets(text: str, preset: str) -> None:
     name, intensity = detect(text)
     assert name == preset
     assert (intensity == 0.0) if preset == "neutral" else (0.3 < intensity <= 1.0)
+
+
+def test_emotions_are_the_registry_presets() -> None:
+    """One preset list for the whole stack: a name the bridge does not know never leaves."""
+    assert (*EMOTIONS, "neutral") == PRESETS
+    assert set(LEXICON) <= set(EMOTIONS)
 
 
 def test_emotion_intensity_grows_with_evidence() -> None:
@@ -161,3 +195,71 @@ def test_memory_window_respects_budget_and_stays_put(tmp_path: Path) -> None:
     reopened = Memory(tmp_path / "m.sqlite")
     assert reopened.count("u", "c") == 26
     assert reopened.window("u", "c", 95)[0].content == refilled[0].content  # start persisted
+
+
+class RecordingRuntime:
+    """What InferenceWorker._load needs of WorkerRuntime, recording progress."""
+
+    def __init__(self, data_dir: Path, **ai: Any) -> None:
+        self.config = default_config()
+        self.config["ai"].update(ai)
+        self.options: dict[str, Any] = {}
+        self.data_dir = data_dir
+        self.progress_calls: list[tuple[str, float | None]] = []
+
+    def progress(self, stage: str, fraction: float | None = None) -> None:
+        self.progress_calls.append((stage, fraction))
+
+    def fail_config(self, message: str) -> NoReturn:
+        raise AssertionError(f"unexpected config error: {message}")
+
+
+def test_load_reports_each_stage_and_llama_cpp_own_weight_progress(tmp_path: Path) -> None:
+    rt = RecordingRuntime(tmp_path)
+    info = InferenceWorker(rt)._load()  # type: ignore[arg-type]
+    stages = list(dict.fromkeys(stage for stage, _ in rt.progress_calls))
+    vram = ["waiting for VRAM"] if info["n_gpu_layers"] else []
+    assert stages == ["checking model", "opening memory", "planning", *vram, "loading weights",
+                      "warming up"]
+    weights = [f for stage, f in rt.progress_calls if stage == "loading weights" and f]
+    assert weights == sorted(set(weights)) and weights[-1] == 1.0, weights
+    # llama.cpp reports once per tensor (273 times for this model): throttled to tenths, plus
+    # one per 0.25 s of loading.
+    assert 2 <= len(weights) <= 10 + info["load_s"] / 0.25 + 1, weights
+
+
+def test_ready_info_lists_the_profiles_that_would_load_the_same(tmp_path: Path) -> None:
+    rt = RecordingRuntime(tmp_path, gpu_profile="performance")
+    info = InferenceWorker(rt)._load()  # type: ignore[arg-type]
+    assert info["requested_profile"] in info["equivalent_profiles"]
+    if not llama_cpp.llama_supports_gpu_offload():
+        assert info["equivalent_profiles"] == sorted([*PROFILES, "auto"])
+    elif NvmlSource().available:  # this tiny model fits any card: performance, all layers
+        assert "cpu_fallback" not in info["equivalent_profiles"]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_throttle_passes_tenths_and_slow_growth_but_never_a_stall() -> None:
+    sent: list[float] = []
+    clock = FakeClock()
+    throttle = Throttle(sent.append, every_s=0.25, clock=clock)
+    for i in range(1, 101):  # a fast load: 100 reports within the same instant
+        throttle(i / 100)
+    assert sent == [i / 100 for i in range(10, 101, 10)]
+    sent.clear()
+    slow = Throttle(sent.append, every_s=0.25, clock=clock)
+    slow(0.01)
+    clock.now += 0.3
+    slow(0.02)  # not a new tenth, but the load moved and 0.25 s went by
+    assert sent == [0.02]
+    clock.now += 60
+    slow(0.02)
+    slow(0.015)
+    assert sent == [0.02]  # a stuck load says nothing: its deadline must still run out

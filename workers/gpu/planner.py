@@ -161,3 +161,17 @@ def choose_auto(profiles: dict[str, dict[str, Any]], model: ModelInfo, gpu: GpuM
                           f"({best.n_gpu_layers}/{model.n_layers})")
     return pick(plan_profile("cpu_fallback", profiles, model, gpu, True, cores),
                 f"not one layer fits the {gpu.free / MiB:.0f} MiB free")
+
+
+def equivalent_profiles(plan: Plan, profiles: dict[str, dict[str, Any]], model: ModelInfo,
+                        gpu: GpuMemory | None, supports_offload: bool, cores: int,
+                        margin_bytes: int = 512 * MiB) -> list[str]:
+    """Profile names (and 'auto') that would load the model exactly as `plan` does, under the
+    conditions it was planned with: switching to one of them would restart for nothing.
+
+    On a CPU-only build that is every profile, since each falls back to cpu_fallback.
+    """
+    wanted = plan.llama_params()
+    return sorted(name for name in (*profiles, AUTO_PROFILE)
+                  if plan_profile(name, profiles, model, gpu, supports_offload, cores,
+                                  margin_bytes).llama_params() == wanted)

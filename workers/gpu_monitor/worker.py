@@ -41,7 +41,7 @@ class GpuMonitor:
         self.profiles = load_profiles(profiles_path(rt.config))
         self.model: ModelInfo | None = None
         self.model_path: Path | None = None
-        self.inference_pid: int | None = None
+        self.profiles_pid: int | None = None  # the worker providing PROFILES: its VRAM is ours
         self.offload_supported: bool | None = None
         self.decider = Decider(self.cfg, self._need)
         self.samples = 0
@@ -81,10 +81,10 @@ class GpuMonitor:
             self.rt.request("status", {}, self._on_status)
 
     def _on_status(self, env: Envelope) -> None:
-        inf = next((w for w in env.data.get("workers", {}).values()
-                    if PROFILES in w.get("roles", ())), {})
-        info = inf.get("ready_info") or {}
-        self.inference_pid = inf.get("pid")
+        worker = next((w for w in env.data.get("workers", {}).values()
+                       if PROFILES in w.get("roles", ())), {})
+        info = worker.get("ready_info") or {}
+        self.profiles_pid = worker.get("pid")
         if not info:
             return
         self.offload_supported = bool(info.get("gpu_offload_supported"))
@@ -103,7 +103,7 @@ class GpuMonitor:
         if not self.auto_wanted:
             reason = "off in config (ai.auto_switching_enabled false or ai.gpu_profile not auto)"
         elif self.offload_supported is None:
-            reason = "waiting for the inference worker"
+            reason = f"waiting for the worker that provides '{PROFILES}'"
         elif not self.offload_supported and not self.replay:
             reason = "off: this llama-cpp-python build cannot use the GPU (see doctor)"
         else:
@@ -119,7 +119,7 @@ class GpuMonitor:
             return  # a replayed scenario starts when the companion is up, not before
         self.samples += 1
         want_own = self.samples % self.cfg["own_vram_every"] == 1
-        reading = self.source.read(self.inference_pid if want_own else None)
+        reading = self.source.read(self.profiles_pid if want_own else None)
         if reading.get("own_vram") is not None:
             self.own_vram = reading["own_vram"]
         sample = Sample(self.samples * self.cfg["interval_s"], reading["vram_used"],

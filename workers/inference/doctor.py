@@ -1,4 +1,5 @@
-"""`python -m supervisor doctor`: what this machine can do for inference, and how to fix gaps.
+"""`python -m workers.inference.doctor` (or `python -m supervisor doctor`): what this machine
+can do for inference, and how to fix gaps.
 
 Works without a running stack; it reads the same config, profiles and model as the worker.
 """

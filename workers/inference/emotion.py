@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from protocol.messages import EMOTIONS
+
 # preset -> {keyword: weight}. Keywords are accent-free lowercase; matching folds accents.
 LEXICON: dict[str, dict[str, float]] = {
     "joy": {"happy": 1.0, "glad": 1.0, "great": 0.6, "wonderful": 1.0, "love": 0.8,
@@ -27,7 +29,8 @@ LEXICON: dict[str, dict[str, float]] = {
                   "incredible": 0.8, "unexpected": 0.8, "oh": 0.3, "vraiment": 0.4,
                   "incroyable": 0.8, "etonnant": 0.8, "surpris": 1.0, "surprise!": 1.0},
 }
-PRESETS = ("joy", "angry", "sorrow", "fun", "surprised", "neutral")
+# What detect() can return: the registry's presets (the bridge drives the same ones) + neutral.
+PRESETS = (*EMOTIONS, "neutral")
 _WORD = re.compile(r"[a-z]+!?|[:;][()]")
 
 

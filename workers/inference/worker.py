@@ -7,10 +7,13 @@ and to everyone else (the avatar) as `chat_delta` events.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +22,8 @@ import psutil
 from protocol.codec import Envelope
 from protocol.messages import ErrorCode
 from supervisor.config import DEFAULT_MODEL, ConfigError, load_profiles, profiles_path
-from workers.gpu.gguf_info import GGUFError, read_model_info
-from workers.gpu.planner import MiB, Plan, plan_profile
+from workers.gpu.gguf_info import GGUFError, ModelInfo, read_model_info
+from workers.gpu.planner import GpuMemory, MiB, Plan, equivalent_profiles, plan_profile
 from workers.gpu.sources import NvmlSource
 from workers.inference import emotion
 from workers.inference.llama_loader import open_model
@@ -68,48 +71,46 @@ class InferenceWorker:
         self.rt.ready(self._load())
         self._generate_loop()
 
-    def _load(self) -> dict[str, Any]:
-        rt = self.rt
-        path = model_path(rt.options, rt.config)
-        if not path.is_file():
-            rt.fail_config(f"model file not found: {path}. Run `python3 bootstrap.py setup` to "
-                           f"extract the embedded default model, or pass --model PATH to a GGUF "
-                           f"file (see models/README.md)")
+    @contextlib.contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """A load stage: the supervisor hears it started (the load got further), and an
+        exception nobody planned for says where it came from before the runtime's excepthook
+        ends the process. Known failures leave earlier, through rt.fail_config."""
+        self.rt.progress(name)
         try:
-            model = read_model_info(path)
-            profiles = load_profiles(profiles_path(rt.config))
-        except (GGUFError, OSError, ConfigError) as exc:
-            rt.fail_config(f"cannot use {path}: {exc}")
-        import llama_cpp
+            yield
+        except Exception as exc:
+            log.error("loading failed while %s: %s: %s", name, type(exc).__name__, exc)
+            exc.add_note(f"(inference worker: loading failed while {name})")
+            raise
 
-        supports_gpu = bool(llama_cpp.llama_supports_gpu_offload())
-        source = NvmlSource()
-        requested = str(rt.options.get("profile") or self.ai["gpu_profile"])
-        try:
-            plan = plan_profile(requested, profiles, model, source.memory(), supports_gpu,
-                                psutil.cpu_count(logical=False) or 1,
-                                self.ai["vram_margin_mb"] * MiB)
-        except KeyError as exc:
-            rt.fail_config(f"{exc.args[0]} (set ai.gpu_profile or --profile; profiles live in "
-                           f"{profiles_path(rt.config)})")
-        for note in plan.notes:
-            (log.warning if plan.gpu_fallback else log.info)("%s", note)
+    def _load(self) -> dict[str, Any]:
+        with self._stage("checking model"):
+            path, model, profiles = self._check_model()
+        with self._stage("opening memory"):  # before the slow part: a bad setting fails fast
+            self.memory = self._open_memory()
+        with self._stage("planning"):
+            supports_gpu = self._llama_supports_gpu()
+            source = NvmlSource()
+            gpu = source.memory()
+            plan = self._plan(profiles, model, gpu, supports_gpu)
+            equivalent = equivalent_profiles(plan, profiles, model, gpu, supports_gpu,
+                                             _cores(), self.ai["vram_margin_mb"] * MiB)
         if plan.n_gpu_layers:
-            self._wait_for_vram(source, plan)
-        t0 = time.perf_counter()
-        try:
-            self.llm = open_model(path, **plan.llama_params(), verbose=False)
-        except (ValueError, RuntimeError) as exc:
-            rt.fail_config(f"could not load model {path}: {exc} (see models/README.md)")
-        _busy_for(self.ai["extra_load_s"])
-        load_s = time.perf_counter() - t0
+            with self._stage("waiting for VRAM"):
+                self._wait_for_vram(source, plan)
+        with self._stage("loading weights"):
+            t0 = time.perf_counter()
+            self.llm = self._open(path, plan)
+            _busy_for(self.ai["extra_load_s"])
+            load_s = time.perf_counter() - t0
         self.plan, self.model = plan, model
         self.n_ctx = self.llm.n_ctx()
-        self.persona_tokens = self.count(self.ai["persona"]) + TEMPLATE_TOKENS_PER_MESSAGE
-        memory_file = self.ai["memory_file"]
-        self.memory = Memory(Path(memory_file) if memory_file else rt.data_dir / "memory.sqlite")
-        warmup_s = self._warm_up() if self.ai["warmup"] else 0.0
+        with self._stage("warming up"):
+            self.persona_tokens = self.count(self.ai["persona"]) + TEMPLATE_TOKENS_PER_MESSAGE
+            warmup_s = self._warm_up() if self.ai["warmup"] else 0.0
         info = {"profile": plan.profile, "requested_profile": plan.requested,
+                "equivalent_profiles": equivalent,
                 "gpu_offload_supported": supports_gpu, "gpu_fallback": plan.gpu_fallback,
                 "n_gpu_layers": plan.n_gpu_layers, "n_ctx": self.n_ctx,
                 "n_threads": plan.n_threads, "est_vram_mb": round(plan.est_vram_bytes / MiB),
@@ -118,6 +119,67 @@ class InferenceWorker:
                 "notes": plan.notes}
         log.info("model loaded: %s", info)
         return info
+
+    def _check_model(self) -> tuple[Path, ModelInfo, dict[str, dict[str, Any]]]:
+        rt = self.rt
+        path = model_path(rt.options, rt.config)
+        if not path.is_file():
+            rt.fail_config(f"model file not found: {path}. Run `python3 bootstrap.py setup` to "
+                           f"extract the embedded default model, or pass --model PATH to a GGUF "
+                           f"file (see models/README.md)")
+        try:
+            return path, read_model_info(path), load_profiles(profiles_path(rt.config))
+        except (GGUFError, OSError, ConfigError) as exc:
+            rt.fail_config(f"cannot use {path}: {exc}")
+
+    def _open_memory(self) -> Memory:
+        """The configured file's folder must exist: a typo there would otherwise start a new,
+        empty memory without a word, and the companion would forget everyone."""
+        configured = self.ai["memory_file"]
+        if not configured:
+            path = self.rt.data_dir / "memory.sqlite"
+        else:
+            path = Path(configured).expanduser()
+            if not path.parent.is_dir():
+                self.rt.fail_config(f"ai.memory_file: the folder of {path} does not exist (or is "
+                                    f"not a folder); create it, or fix ai.memory_file (null: "
+                                    f"<data dir>/memory.sqlite)")
+        try:
+            return Memory(path)
+        except (OSError, sqlite3.Error) as exc:
+            self.rt.fail_config(f"ai.memory_file: cannot use {path} as the conversation memory "
+                                f"({type(exc).__name__}: {exc}); point ai.memory_file at a "
+                                f"SQLite file in a writable folder (null: <data dir>/"
+                                f"memory.sqlite)")
+
+    def _llama_supports_gpu(self) -> bool:
+        try:
+            import llama_cpp
+        except (ImportError, OSError) as exc:  # not installed, or its native library broken
+            self.rt.fail_config(f"llama-cpp-python cannot be imported ({exc}); fix: python3 "
+                                f"bootstrap.py setup")
+        return bool(llama_cpp.llama_supports_gpu_offload())
+
+    def _plan(self, profiles: dict[str, dict[str, Any]], model: ModelInfo,
+              gpu: GpuMemory | None, supports_gpu: bool) -> Plan:
+        requested = str(self.rt.options.get("profile") or self.ai["gpu_profile"])
+        try:
+            plan = plan_profile(requested, profiles, model, gpu, supports_gpu, _cores(),
+                                self.ai["vram_margin_mb"] * MiB)
+        except KeyError as exc:
+            self.rt.fail_config(f"{exc.args[0]} (set ai.gpu_profile or --profile; profiles live "
+                                f"in {profiles_path(self.rt.config)})")
+        for note in plan.notes:
+            (log.warning if plan.gpu_fallback else log.info)("%s", note)
+        return plan
+
+    def _open(self, path: Path, plan: Plan) -> Any:
+        """Load the weights, passing on llama.cpp's own progress (throttled)."""
+        report = Throttle(lambda fraction: self.rt.progress("loading weights", fraction))
+        try:
+            return open_model(path, on_progress=report, **plan.llama_params(), verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            self.rt.fail_config(f"could not load model {path}: {exc} (see models/README.md)")
 
     def _wait_for_vram(self, source: NvmlSource, plan: Plan) -> None:
         """After a switch the old process's VRAM comes back a moment after it exits."""
@@ -246,6 +308,37 @@ class InferenceWorker:
         with self.jobs.all_tasks_done:
             self.jobs.all_tasks_done.wait_for(lambda: not self.jobs.unfinished_tasks, drain_s)
         self.abandon.set()
+
+
+class Throttle:
+    """Passes a load fraction on when it reached a new tenth, or grew and `every_s` went by.
+
+    llama.cpp reports once per tensor (hundreds of times); the supervisor needs only to know
+    the load still moves. Nothing is sent unless the fraction grew, so a stuck load stays quiet
+    and still times out.
+    """
+
+    def __init__(self, send: Callable[[float], None], every_s: float = 0.25, steps: int = 10,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.send, self.every_s, self.steps, self.clock = send, every_s, steps, clock
+        self.last = 0.0
+        self.sent_at = clock()
+
+    def __call__(self, fraction: float) -> None:
+        now = self.clock()
+        if fraction <= self.last:
+            return
+        new_step = self._step(fraction) > self._step(self.last)
+        if new_step or now - self.sent_at >= self.every_s:
+            self.last, self.sent_at = fraction, now
+            self.send(fraction)
+
+    def _step(self, fraction: float) -> int:
+        return int(fraction * self.steps + 1e-9)
+
+
+def _cores() -> int:
+    return psutil.cpu_count(logical=False) or 1
 
 
 def _busy_for(seconds: float) -> None:
