@@ -105,7 +105,7 @@ def footprint(stack: Stack, secs: float) -> dict[str, Any]:
     time.sleep(secs)
     c1 = sup.cpu_times()
     wall = time.monotonic() - t0
-    cpu = (c1.user + c1.system - c0.user - c0.system) / wall * 100
+    cpu = ((c1.user - c0.user) + (c1.system - c0.system)) / wall * 100  # 0, not -1e-16
     rss_mb = sup.memory_info().rss / 2**20
     print(f"  supervisor {rss_mb:.1f} MB, {cpu:.2f} % CPU", flush=True)
     return {"seconds": secs, "supervisor_cpu_percent": cpu, "supervisor_rss_mb": rss_mb}

@@ -209,6 +209,12 @@ def observed(rows: Rows, lat: dict[str, list[float]], cold: list[float],
         rows.passive(type_, lat.get(type_, []), "inference PUB -> proxy -> bus SUB",
                      under_load, "during generation; floor under the same load (see "
                      "chat_token)", floor_name="ow_ipc_2 under load")
+    if lat.get("progress"):
+        rows.passive("progress", lat["progress"], "worker -> supervisor -> proxy -> bus SUB",
+                     cold, "observed while workers loaded; floor sampled every 0.5 s")
+    else:
+        rows.missing("progress", "none during the run: a worker sends it only while it loads, "
+                     "to push its ready deadline forward")
     for type_ in ("speech", "mouth"):  # bridge -> TCP client only, timed from the bridge's ts
         rows.alias(type_, "chat_delta→TCP",
                    "made by the bridge from each chat_delta: see chat_delta→TCP")
