@@ -33,7 +33,8 @@ from typing import Any
 import psutil
 
 from bench.inference import GATE, QUIET_CORES, Foreign
-from bench.ipc import Probe, pct
+from bench.ipc.probes import Probe
+from bench.ipc.stats import pct
 from supervisor.harness import Stack
 from workers.priority import COMPUTE_NICE
 
@@ -60,11 +61,10 @@ def tcp_client(port: int, out: Any, stop: Any) -> None:
     """The Unity side, in its own process: in this one its reader thread would hold the GIL
     the bus client needs, and add that wait to chat_token's latency."""
     probe = Probe(port, "priority-check")
-    probe.counting = False
     while not stop.is_set():
         try:
-            t, env = probe.q.get(timeout=0.1)
-        except queue.Empty:
+            t, env = probe.recv_timed(0.1)
+        except TimeoutError:
             continue
         if env.type == "speech" and not env.data.get("done"):
             out.put((t, env.data["request_id"]))

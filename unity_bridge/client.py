@@ -5,7 +5,9 @@
     python -m unity_bridge.client state
 
 A reader thread answers the bridge's pings (so an idle client is not dropped) and queues
-everything else for `recv`. Framing and envelope are the bridge's own (framing.py, codec.py).
+everything else for `recv`, stamped with its time of receipt (`recv_timed`, `request_timed`:
+latency benchmarks need when the bytes came, not when they were read from the queue).
+Framing and envelope are the bridge's own (framing.py, codec.py).
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ class BridgeClient:
         self.sock: socket.socket | None = None
         self.welcome: Envelope | None = None
         self._ids = itertools.count(1)
-        self._inbox: queue.Queue[Any] = queue.Queue()
-        self._backlog: list[Envelope] = []
+        self._inbox: queue.Queue[Any] = queue.Queue()  # (receipt time, Envelope) or _EOF
+        self._backlog: list[tuple[float, Envelope]] = []
         self._send_lock = threading.Lock()
         self._reader: threading.Thread | None = None
         self.closed = threading.Event()
@@ -114,28 +116,38 @@ class BridgeClient:
     def request(self, type_: str, data: dict[str, Any] | None = None,
                 timeout: float = 5.0) -> Envelope:
         """Send a request and return its final reply; BridgeError on an error reply."""
+        return self.request_timed(type_, data, timeout)[1]
+
+    def request_timed(self, type_: str, data: dict[str, Any] | None = None,
+                      timeout: float = 5.0) -> tuple[float, Envelope]:
+        """`request`, with the time.time() at which the final reply was received."""
         msg_id = self.send(type_, data)
         final = REGISTRY[type_].final
         deadline = time.monotonic() + timeout
-        held: list[Envelope] = []
+        held: list[tuple[float, Envelope]] = []
         try:
             while True:
                 try:
-                    env = self.recv(max(0.0, deadline - time.monotonic()))
+                    t, env = self.recv_timed(max(0.0, deadline - time.monotonic()))
                 except BridgeClosed as exc:  # e.g. refused before our hello was read
-                    raise BridgeClosed(str(exc), [e for e in held if e.type == "error"]) from None
+                    raise BridgeClosed(str(exc), [e for _, e in held if e.type == "error"]
+                                       ) from None
                 if env.reply_to != msg_id:
-                    held.append(env)
+                    held.append((t, env))
                 elif env.type == "error":
                     raise BridgeError(str(env.data.get("message")), env.data.get("code"))
                 elif env.type in final:
-                    return env
+                    return t, env
         finally:
             self._backlog[:0] = held
 
     # -- receiving -----------------------------------------------------------------------
     def recv(self, timeout: float = 5.0) -> Envelope:
         """The next message; TimeoutError, or BridgeClosed once the connection is gone."""
+        return self.recv_timed(timeout)[1]
+
+    def recv_timed(self, timeout: float = 5.0) -> tuple[float, Envelope]:
+        """`recv`, with the time.time() at which the message's bytes were read off the socket."""
         if self._backlog:
             return self._backlog.pop(0)
         try:
@@ -174,6 +186,7 @@ class BridgeClient:
                 data = self.sock.recv(65536)
                 if not data:
                     break
+                t = time.time()
                 for payload in decoder.feed(data):
                     try:
                         env = decode(payload, self.max_frame, validate=False)
@@ -182,7 +195,7 @@ class BridgeClient:
                     if env.type == "ping" and env.id is not None and self.auto_pong:
                         self.send("pong", {"from": self.name}, reply_to=env.id)
                         continue
-                    self._inbox.put(env)
+                    self._inbox.put((t, env))
         except (OSError, ProtocolError):
             pass
         finally:
