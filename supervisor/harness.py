@@ -1,11 +1,16 @@
 """Run a whole stack in a subprocess and talk to it: for tests, benchmarks and tools.
 
-It drives `launch.py` exactly as a user would, with its own data dir and config file.
+It drives `launch.py` exactly as a user would, with its own data dir and config file. Each
+stack's profiles are the repository's plus `cpu_reload` (unless the config names a profiles
+file): on a CPU-only build every GPU profile runs as `cpu_fallback`, so a switch between them is
+answered "already in effect", and a test or benchmark that needs a real reload switches to
+`reloading_profile(...)` instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import signal
 import subprocess
@@ -18,9 +23,27 @@ from typing import Any
 import psutil
 
 from protocol.bus import BusClient, BusInfo
-from supervisor.config import REPO_ROOT, validate
+from supervisor.config import DEFAULT_PROFILES, REPO_ROOT, validate
 
 ROOT = REPO_ROOT
+RELOAD_PROFILE = "cpu_reload"
+
+
+def reloading_profile(ready_info: dict[str, Any]) -> str:
+    """A profile that the running worker cannot treat as already in effect: switching to it
+    reloads the model on any build."""
+    same = ready_info.get("equivalent_profiles") or ()
+    return next(p for p in (RELOAD_PROFILE, "cpu_fallback") if p not in same)
+
+
+def _profiles_with_reload(folder: Path) -> Path:
+    profiles = json.loads(DEFAULT_PROFILES.read_text(encoding="utf-8"))
+    profiles[RELOAD_PROFILE] = {"description": "CPU only, a smaller context: a switch to it "
+                                               "reloads on any build",
+                                "n_gpu_layers": 0, "n_ctx": 1024, "n_batch": 256}
+    path = folder / "profiles.json"
+    path.write_text(json.dumps(profiles, indent=2), encoding="utf-8")
+    return path
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.02) -> Any:
@@ -38,6 +61,10 @@ class Stack:
     def __init__(self, data_dir: Path, config: dict[str, Any]) -> None:
         self.data_dir = data_dir
         self.config_path = data_dir / "config.json"
+        config = copy.deepcopy(config)
+        ai = config.setdefault("ai", {})
+        if not ai.get("profiles_file"):
+            ai["profiles_file"] = str(_profiles_with_reload(data_dir))
         self.config_path.write_text(json.dumps(config))
         self.proc: subprocess.Popen | None = None
         self._client: BusClient | None = None

@@ -17,7 +17,7 @@ import pytest
 from protocol.bus import BusClient, BusError
 from protocol.messages import ErrorCode
 from supervisor.config import load_profiles
-from supervisor.harness import ROOT
+from supervisor.harness import ROOT, reloading_profile
 from workers.gpu.sources import NvmlSource
 
 LONG = "Tell me a long story about a cat who travels the world, with many details."
@@ -128,8 +128,16 @@ def test_switch_to_performance_runs_as_this_machine_allows(stack) -> None:
     GPU, the context it allocated, and which profiles would load the same."""
     offload = llama_cpp.llama_supports_gpu_offload()
     runs_as = "performance" if offload and NvmlSource().available else "cpu_fallback"
+    before = stack.worker("inference")
     result = stack.cli("switch-profile", "performance")
     assert result.returncode == 0, result.stderr
+    if "performance" in before["ready_info"]["equivalent_profiles"]:
+        # It would load exactly as it runs now: answered at once, and nothing reloads...
+        assert "already in effect" in result.stdout, result.stdout
+        w = stack.worker("inference")
+        assert (w["pid"], w["restarts"]) == (before["pid"], before["restarts"])
+        # ...but the profile asked for is what the next start runs.
+        assert stack.cli("restart", "inference").returncode == 0
     w = stack.wait_state("inference", "RUNNING", 60,
                          lambda w: w["ready_info"].get("requested_profile") == "performance")
     info = w["ready_info"]
@@ -167,10 +175,11 @@ def test_drain_switch_finishes_the_reply_and_serves_requests_sent_meanwhile(stac
     c = stack.new_client()
     c.subscribe(["profile_status"])
     until_supervisor_events_reach(c)
-    old = stack.worker("inference")["pid"]
+    w = stack.worker("inference")
+    old, target = w["pid"], reloading_profile(w["ready_info"])
     msg_id = c.send("chat", {"text": LONG, "max_tokens": 40, "conversation": "drain"})
     first_token(c, msg_id)
-    c.request("switch_profile", {"profile": "fast"})
+    c.request("switch_profile", {"profile": target})
     during = [c.send("chat", {"text": f"Question {i}?", "max_tokens": 6,
                               "conversation": f"during{i}"}) for i in range(3)]
     first = collect(c, msg_id)
@@ -181,16 +190,17 @@ def test_drain_switch_finishes_the_reply_and_serves_requests_sent_meanwhile(stac
     for d in during:
         assert collect(c, d)[-1].type == "chat_done"
     ev = c.wait_event("profile_status", lambda e: e.data["state"] == "ready", timeout=60)
-    assert ev.data["requested"] == "fast"
+    assert ev.data["requested"] == target
     assert stack.worker("inference")["pid"] != old
     c.close()
 
 
 def test_emergency_switch_reruns_the_reply_on_the_new_process(stack) -> None:
     c = stack.new_client()
+    target = reloading_profile(stack.worker("inference")["ready_info"])
     msg_id = c.send("chat", {"text": LONG, "max_tokens": 120, "conversation": "emergency"})
     first_token(c, msg_id)
-    c.request("switch_profile", {"profile": "cpu_fallback", "emergency": True,
+    c.request("switch_profile", {"profile": target, "emergency": True,
                                  "reason": "VRAM overload"})
     replies = collect(c, msg_id)
     retry = [e for e in replies if e.type == "request_retry"]

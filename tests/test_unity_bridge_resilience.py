@@ -5,7 +5,7 @@ from __future__ import annotations
 import psutil
 
 from protocol.codec import Envelope
-from supervisor.harness import Stack
+from supervisor.harness import Stack, reloading_profile
 from tests.helpers.bridge import (
     BRIDGE_ONLY,
     BusPublisher,
@@ -109,8 +109,9 @@ def test_bridge_serves_on_while_inference_is_killed_and_switched(make_stack) -> 
         seen = until_idle_again(avatar, "starting")
         assert {"name": "joy", "value": 1.0} in [e.data for e in seen
                                                  if e.type == "set_expression"]
-        stack.client.request("switch_profile", {"profile": "cpu_fallback"})
-        until_idle_again(avatar, "switching to profile cpu_fallback")
+        target = reloading_profile(stack.worker("inference")["ready_info"])
+        stack.client.request("switch_profile", {"profile": target})
+        until_idle_again(avatar, f"switching to profile {target}")
         stack.wait_state("inference", "RUNNING", 60)
         # The same connection all along; the bridge process never restarted.
         assert avatar.request("ping").type == "pong" and not avatar.closed.is_set()

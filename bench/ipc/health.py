@@ -13,7 +13,7 @@ import psutil
 from bench.ipc.probes import Probe
 from bench.ipc.stats import summary
 from bench.recovery import WORKERS, measure_worker
-from supervisor.harness import Stack
+from supervisor.harness import Stack, reloading_profile
 
 HEARTBEAT_WATCHED = ("unity_bridge", "gpu_monitor")  # the workers that keep running
 
@@ -43,7 +43,8 @@ def switch(stack: Stack, probe: Probe, label: str, n_idle: int) -> dict[str, Any
     during: list[float] = []
     status_during: list[float] = []
     t0 = t_start = time.time()
-    bus.request("switch_profile", {"profile": "cpu_fallback", "reason": "ipc bench"})
+    target = reloading_profile(stack.worker("inference")["ready_info"])
+    bus.request("switch_profile", {"profile": target, "reason": "ipc bench"})
     switch_ok = time.time() - t0
     stop = threading.Event()
 

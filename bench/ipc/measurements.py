@@ -18,7 +18,7 @@ from bench.ipc.stats import summary
 from bench.recovery import WORKERS
 from protocol.bus import BusClient
 from protocol.messages import REGISTRY
-from supervisor.harness import Stack
+from supervisor.harness import Stack, reloading_profile
 
 AVATAR_COMMANDS: dict[str, dict[str, Any]] = {
     "load_model": {"path": "/tmp/avatar.vrm"}, "set_expression": {"name": "joy", "value": 0.5},
@@ -155,11 +155,12 @@ def retry(stack: Stack, rows: Rows, quick: bool) -> None:
     asker, ctl = stack.new_client(), stack.new_client()
     lat = []
     for i in range(rounds):
-        old = stack.worker("inference")["pid"]
+        w = stack.worker("inference")
+        old, target = w["pid"], reloading_profile(w["ready_info"])
         mid = asker.send("chat", {"text": "Tell me a story about a cat.", "max_tokens": 48,
                                   "conversation": f"retry{i}"})
         asker.recv_for(mid, 60)  # the first token: the reply is in flight
-        ctl.request("switch_profile", {"profile": "cpu_fallback", "emergency": True,
+        ctl.request("switch_profile", {"profile": target, "emergency": True,
                                        "reason": "ipc bench"})
         while True:
             env = asker.recv_for(mid, 120)
