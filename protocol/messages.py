@@ -220,7 +220,7 @@ _SPECS: list[MessageSpec] = [
                 "pushes its ready deadline forward by ready_timeout_s and republishes it.",
                 {"worker": Field(str), "pid": Field(int),
                  "stage": Field(str, doc="what it is doing now, e.g. loading weights"),
-                 "fraction": Field(NUM, False, "0..1 of the whole load, when known")}),
+                 "fraction": Field(NUM, False, "0..1 of this stage, when known")}),
     # -- supervisor control (clients -> supervisor) ---------------------------------------
     MessageSpec("status", Kind.REQUEST, CLIENT, "Snapshot of every worker.",
                 handler=SUPERVISOR, final=("status_reply",)),

@@ -18,7 +18,6 @@ run. STATEFUL_EXAMPLES=5000 explores more (the default keeps the suite fast).
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import os
 from collections import Counter
@@ -29,102 +28,20 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from protocol.codec import Envelope, decode, make
+from protocol.codec import decode, make
 from protocol.messages import CHAT, PROFILES, REGISTRY
 from supervisor.config import validate
 from supervisor.lifecycle import Lifecycle
 from supervisor.specs import Restart
 from supervisor.states import LIVE, TRANSITIONS, State
+from tests.helpers.fake_host import FakeHost, FakeOutbox, FakeProc
 
 WORKERS = ("alpha", "beta")  # alpha answers chat and runs profiles; beta has no role
 CLIENTS = (b"c1", b"c2")
 EXIT_CODES = (0, 1, 3, 78, -9, -15)
 EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "300"))
 SEEN_TRANSITIONS: Counter[tuple[str, str]] = Counter()
-
-
-class FakeProc:
-    def __init__(self, name: str, generation: int, pid: int) -> None:
-        self.name, self.generation, self.pid = name, generation, pid
-        self.alive = True
-        self.signals: list[str] = []
-        self.inbox: list[Envelope] = []  # what the supervisor sent it
-        self.ready_sent = False
-
-    def terminate(self) -> None:
-        self.signals.append("TERM")
-
-    def kill(self) -> None:
-        self.signals.append("KILL")
-
-    def release(self) -> None:
-        assert not self.alive, "released a process that has not exited"
-
-    def last_output(self) -> str:
-        return "fake worker's last words"
-
-    def sample(self) -> tuple[float | None, int | None]:
-        return 0.0, 1 << 20
-
-    @property
-    def ident(self) -> bytes:
-        return f"w:{self.name}:{self.generation}".encode()
-
-
-class FakeHost:
-    def __init__(self) -> None:
-        self.clock = 1000.0
-        self.timers: list[tuple[float, int, Callable[[], None]]] = []
-        self.seq = itertools.count()
-        self.pids = itertools.count(100)
-        self.procs: list[FakeProc] = []
-        self.fail_spawns = 0
-
-    def now(self) -> float:
-        return self.clock
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
-        heapq.heappush(self.timers, (self.clock + delay, next(self.seq), fn))
-
-    def spawn(self, name: str, module: str, args: tuple[str, ...], boot: dict[str, Any],
-              generation: int) -> FakeProc:
-        assert boot["name"] == name and boot["ident"] == f"w:{name}:{generation}"
-        if self.fail_spawns:
-            self.fail_spawns -= 1
-            raise OSError("fake: cannot spawn")
-        proc = FakeProc(name, generation, next(self.pids))
-        self.procs.append(proc)
-        return proc
-
-    def advance(self, dt: float) -> None:
-        end = self.clock + dt
-        while self.timers and self.timers[0][0] <= end:
-            due, _, fn = heapq.heappop(self.timers)
-            self.clock = max(self.clock, due)
-            fn()
-        self.clock = end
-
-
-class FakeOutbox:
-    def __init__(self, host: FakeHost) -> None:
-        self.host = host
-        self.sent: list[tuple[bytes, Envelope]] = []
-        self.published: list[tuple[str, dict[str, Any]]] = []
-
-    def send(self, ident: bytes, frame: bytes) -> bool:
-        env = decode(frame, validate=True)
-        for proc in self.host.procs:
-            if proc.ident == ident:
-                if not proc.alive:
-                    return False  # ROUTER_MANDATORY: the peer is gone
-                proc.inbox.append(env)
-        self.sent.append((ident, env))
-        return True
-
-    def publish(self, type_: str, data: dict[str, Any]) -> None:
-        self.published.append((type_, data))
-        if type_ == "worker_state":
-            SEEN_TRANSITIONS[(data["previous"], data["state"])] += 1
+SEQUENCES: list[int] = []  # steps of each sequence that ran to its teardown
 
 
 def _every(host: FakeHost, interval: float, fn: Callable[[], None]) -> None:
@@ -382,6 +299,9 @@ class SupervisorMachine(RuleBasedStateMachine):
                 proc.alive = False  # worker_stop, terminate or kill: it is gone now
                 self.lc.on_exit(proc.name, proc.generation, 0)
         assert self.lc.done, {n: c.state for n, c in self.lc.children.items()}
+        SEEN_TRANSITIONS.update((d["previous"], d["state"]) for t, d in self.out.published
+                                if t == "worker_state")
+        SEQUENCES.append(self.steps)
         finals = self.finals()
         unanswered = [k for k in self.asked if finals[k] != 1]
         assert not unanswered, f"requests without exactly one final reply: {unanswered}"
@@ -398,5 +318,7 @@ def test_the_exploration_reached_every_transition_of_the_table() -> None:
     the invariants above were checked on every kind of change."""
     table = {(a.value, b.value) for a, targets in TRANSITIONS.items() for b in targets}
     missing = table - set(SEEN_TRANSITIONS)
+    print(f"\nstateful: {len(SEQUENCES)} sequences, {sum(SEQUENCES)} steps; transitions "
+          + ", ".join(f"{a}->{b} {n}" for (a, b), n in sorted(SEEN_TRANSITIONS.items())))
     assert not missing, f"never exercised: {sorted(missing)}"
     assert set(SEEN_TRANSITIONS) <= table
