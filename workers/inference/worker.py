@@ -81,7 +81,8 @@ class InferenceWorker:
             yield
         except Exception as exc:
             log.error("loading failed while %s: %s: %s", name, type(exc).__name__, exc)
-            exc.add_note(f"(inference worker: loading failed while {name})")
+            if hasattr(exc, "add_note"):  # Python 3.11+: the traceback's last line says it
+                exc.add_note(f"(inference worker: loading failed while {name})")
             raise
 
     def _load(self) -> dict[str, Any]:
