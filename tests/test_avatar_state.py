@@ -15,7 +15,8 @@ import pytest
 
 from supervisor.config import REPO_ROOT
 from unity_bridge import avatar as avatar_module
-from unity_bridge.avatar import PERSISTED, Avatar
+from unity_bridge.avatar import PERSISTED, Avatar, last_state
+from unity_bridge.server import BridgeServer, Limits
 
 
 def test_state_survives_a_restart_and_a_restart_starts_a_fresh_file(tmp_path: Path) -> None:
@@ -148,3 +149,18 @@ def test_a_kill_at_any_point_of_a_save_leaves_the_old_or_the_new_state(
         assert loaded in allowed, f"{mode}: killed at {target} (step {step})"
         before = loaded
     assert target >= len(STEPS)  # the kills really fell inside the saves
+
+
+def test_a_command_is_saved_before_anyone_hears_of_it(tmp_path: Path) -> None:
+    """A command a client saw, or got "ok" for, survives a kill -9 of the bridge at the next
+    instant: it is on disk before it is forwarded (no save left for after the batch)."""
+
+    class NoLoop:  # the bus thread's queue: nothing queued here ever runs
+        def call_on_bus(self, fn: object) -> None:
+            pass
+
+    state_file = tmp_path / "state.json"
+    server = BridgeServer(Limits(), Avatar(state_file=state_file), lambda *a: None, NoLoop())
+    server.command("set_expression", {"name": "relaxed", "value": 0.7})
+    saved = last_state(state_file.read_bytes())
+    assert saved is not None and saved["expressions"] == {"fun": 0.7}

@@ -257,11 +257,12 @@ class BridgeServer:
     # -- from the bus --------------------------------------------------------------------
     def command(self, type_: str, data: dict[str, Any],
                 origin: Connection | None = None) -> int:
-        """Apply an avatar command and forward it; returns to how many. Raises CommandError."""
+        """Apply an avatar command, save it, and forward it; returns to how many. Raises
+        CommandError. Saved before anyone hears of it (an append, a few us): a command that a
+        client saw or got "ok" for survives a kill of the bridge."""
         clean = self.avatar.command(type_, data)
-        count = self.broadcast(type_, clean, exclude=origin)
-        self._save_soon()
-        return count
+        self.avatar.save()
+        return self.broadcast(type_, clean, exclude=origin)
 
     def bus_event(self, type_: str, data: dict[str, Any]) -> None:
         try:
@@ -271,9 +272,8 @@ class BridgeServer:
         self._save_soon()  # an emotion changes the expressions
 
     def _save_soon(self) -> None:
-        """Persist right after this batch of messages, once the replies are out: off the
-        command's path, and a burst (an emotion sets five expressions) costs one write. A kill
-        in the microseconds between the reply and the write loses that one command."""
+        """Persist what the stack's events changed right after this batch: a burst (an
+        emotion sets five expressions) costs one write."""
         if self.avatar.dirty and not self._save_queued:
             self._save_queued = True
             self.loop.call_on_bus(self._save)
