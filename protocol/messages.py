@@ -343,6 +343,12 @@ def validate_data(ms: MessageSpec, data: Any) -> str | None:
     return None
 
 
+def with_role(workers: dict[str, dict[str, Any]], role: str) -> dict[str, Any]:
+    """The entry of a status_reply's `workers` map for the worker that provides `role` ({} when
+    none does): how a client finds, say, the language model whatever the config calls it."""
+    return next((w for w in workers.values() if role in w.get("roles", ())), {})
+
+
 def fits_type(value: Any, types: type | tuple[type, ...]) -> bool:
     """isinstance, except that a bool is not a number (in Python, True is an int)."""
     allowed = types if isinstance(types, tuple) else (types,)

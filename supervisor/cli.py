@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from protocol.bus import BusClient, BusError, connect
-from protocol.messages import PROFILES
+from protocol.messages import PROFILES, with_role
 from supervisor.config import DEFAULT_CONFIG, REPO_ROOT
 
 DOCTOR_MODULE = "workers.inference.doctor"
@@ -120,8 +120,7 @@ def print_status(reply: dict) -> None:
           f"rss {_mb(sup.get('rss'))}  profile {reply.get('profile') or '-'}")
     print(f"{'worker':<14}{'state':<10}{'pid':>8}{'cpu%':>7}{'rss':>9}{'up s':>8}"
           f"{'restarts':>9}  {'policy':<11}last exit")
-    inf = next((w.get("ready_info") or {} for w in reply["workers"].values()
-                if PROFILES in w.get("roles", ())), {})
+    inf = with_role(reply["workers"], PROFILES).get("ready_info") or {}
     if inf.get("gpu_fallback"):
         print(f"note: profile '{inf.get('requested_profile')}' runs as '{inf.get('profile')}': "
               f"{(inf.get('notes') or ['-'])[-1]}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.codec import Envelope
-from protocol.messages import PROFILES
+from protocol.messages import PROFILES, with_role
 from supervisor.config import DEFAULT_MODEL, load_profiles, profiles_path
 from workers.gpu.gguf_info import ModelInfo, read_model_info
 from workers.gpu.planner import profile_need
@@ -81,8 +81,7 @@ class GpuMonitor:
             self.rt.request("status", {}, self._on_status)
 
     def _on_status(self, env: Envelope) -> None:
-        worker = next((w for w in env.data.get("workers", {}).values()
-                       if PROFILES in w.get("roles", ())), {})
+        worker = with_role(env.data.get("workers", {}), PROFILES)
         info = worker.get("ready_info") or {}
         self.profiles_pid = worker.get("pid")
         if not info:
