@@ -131,7 +131,7 @@ class Child:
         alive = self.alive
         return {
             "pid": self.pid, "state": self.state.value, "roles": list(self.spec.provides),
-            "restart": self.spec.restart.value, "spec": self.spec.summary(),
+            "restart": self.spec.restart.value, "spec": self.spec.summary,
             "cpu_percent": self.cpu if alive else None, "rss": self.rss if alive else None,
             "uptime_s": round(now - self.started_at, 3) if alive else 0.0,
             "restarts": self.restarts, "last_exit": self.last_exit,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
 # Per-worker settings that default to the `supervisor` section's value of the same name.
@@ -63,8 +64,10 @@ class WorkerSpec:
             return False
         return self.restart is Restart.PERMANENT or not normal_exit
 
+    @cached_property
     def summary(self) -> dict[str, Any]:
-        """What `status` shows: the policy, not the command line."""
+        """What `status` shows: the policy, not the command line (made once: status is asked
+        often, and asdict is slow)."""
         out = asdict(self)
         for key in ("name", "args", "enabled"):
             del out[key]
