@@ -41,7 +41,9 @@ class Held:
     client_id: int
     env: Envelope
     since: float
-    attempts: int = 0
+    attempts: int = 0  # times forwarded to a worker process
+    started: bool = False  # this run has sent the asker a progress reply (a token)
+    retried_started: bool = False  # a started run was cut and re-run: its one retry is spent
 
 
 @dataclass

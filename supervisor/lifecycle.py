@@ -427,16 +427,26 @@ class Lifecycle:
         if env.type == "error" or (ms is not None and env.type in ms.final):
             del self.in_flight[fwd]
             child.in_flight.pop(fwd, None)
+        else:
+            held.started = True
         self.out.send(held.client, encode(Envelope(env.type, env.data,
                                                    reply_to=held.client_id, ts=env.ts)))
 
     def _settle(self, child: Child, reason: str, rerun: bool) -> None:
         """The process that ran these requests is gone. If the worker runs again, re-run what
-        may be re-run; otherwise every request it held gets its final answer now."""
+        may be re-run; otherwise every request it held gets its final answer now.
+
+        A request that had not started (waiting in the worker's own queue, or evaluating its
+        prompt) runs again as often as needed within its queue timeout; one whose reply had
+        begun gets one re-run, so a reply that crashes its worker cannot loop."""
         for fwd, held in sorted(child.in_flight.items(), reverse=True):
             self.in_flight.pop(fwd, None)
             ms = held.env.spec
-            if rerun and ms is not None and ms.rerun_on_crash and held.attempts < 2:
+            may_rerun = ms is not None and ms.rerun_on_crash and not (
+                held.started and held.retried_started)
+            if rerun and may_rerun:
+                held.retried_started |= held.started
+                held.started = False
                 self.out.send(held.client, make("request_retry", {
                     "reason": reason, "attempt": held.attempts + 1}, reply_to=held.client_id))
                 self._hold(child, held, front=True)

@@ -118,6 +118,38 @@ def test_kill_9_during_generation_reruns_the_request(stack) -> None:
     c.close()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")
+def test_only_a_started_reply_spends_its_retry(stack) -> None:
+    """Chats queued behind a reply are forwarded to the worker, but have not started: two
+    kills in a row re-run them both times, while the reply that had started twice gets one
+    re-run, then error 203."""
+    c = stack.new_client()
+    text = "Tell me a long story about a cat."
+    first = c.send("chat", {"text": text, "max_tokens": 200, "conversation": "spent"})
+    queued = [c.send("chat", {"text": f"Question {i}?", "max_tokens": 4,
+                              "conversation": f"queued{i}"}) for i in range(3)]
+    replies: dict[int, list[str]] = {m: [] for m in (first, *queued)}
+
+    def until_first_token() -> None:
+        while True:
+            env = c.recv_reply(90)
+            replies[env.reply_to].append(env.type)
+            if env.reply_to == first and env.type == "chat_token":
+                return
+
+    for _ in range(2):  # each kill lands while the first reply streams
+        until_first_token()
+        os.kill(stack.worker("inference")["pid"], signal.SIGKILL)
+    while any(not r or r[-1] not in ("chat_done", "error") for r in replies.values()):
+        env = c.recv_reply(90)
+        replies[env.reply_to].append(env.type)
+    assert replies[first].count("request_retry") == 1 and replies[first][-1] == "error"
+    for m in queued:  # never started: re-run after each kill, and answered in the end
+        assert replies[m].count("request_retry") == 2 and replies[m][-1] == "chat_done", \
+            replies[m]
+    c.close()
+
+
 def test_unknown_worker_and_stop_restart_cycle(stack) -> None:
     c = stack.client
     c.request("stop", {"worker": "gpu_monitor"})

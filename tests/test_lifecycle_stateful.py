@@ -9,6 +9,7 @@ stop / restart / kill / switch / shutdown and chat / ping requests, in any order
 - a FATAL or `temporary` worker never restarts on its own (nor a stopped one: a start that
   nobody asked for only ever ends a backoff);
 - only crashes count against the restart budget;
+- a chat whose reply never began is re-run, not failed, while its worker runs again;
 - every held request ends with exactly one final reply (checked at every step, and after the
   stack shut down every request has had its answer).
 
@@ -96,9 +97,10 @@ class SupervisorMachine(RuleBasedStateMachine):
         failed_spawns = self.host.fail_spawns
         self.crashed = set()
         self.steps += 1
-        events = len(self.out.published)
+        events, sent = len(self.out.published), len(self.out.sent)
         action()
         after = Counter(p.name for p in self.host.procs)
+        self._check_unstarted_chats_were_not_spent(sent)
         for type_, data in self.out.published[events:]:
             if type_ == "worker_state" and data["state"] == "STARTING" \
                     and data["worker"] not in asked | self.restart_asked:
@@ -116,6 +118,20 @@ class SupervisorMachine(RuleBasedStateMachine):
             if len(child.crash_times) > crashes:
                 assert name in self.crashed or spawn_failed, \
                     f"{name}: restart budget spent without a crash"
+
+    def _check_unstarted_chats_were_not_spent(self, since: int) -> None:
+        """A chat whose reply never began is re-run, not failed, while its worker runs again:
+        error 203 for it only when the worker stays down."""
+        alpha = self.lc.children["alpha"]
+        for ident, env in self.out.sent[since:]:
+            key = (ident, env.reply_to)
+            if self.asked.get(key) != "chat" or env.type != "error" \
+                    or env.data["code"] != 203:
+                continue
+            began = any(e.type == "chat_token" for to, e in self.out.sent
+                        if (to, e.reply_to) == key)
+            assert began or alpha.state in (State.EXITED, State.FATAL) \
+                or self.lc.shutting_down, f"chat {key} never began, yet failed with 203"
 
     def _exit(self, proc: FakeProc, code: int) -> None:
         if self.lc.children[proc.name].stopping is None and code != 78:
