@@ -257,6 +257,11 @@ _SPECS: list[MessageSpec] = [
                 "Asks a worker to finish and exit; terminate and kill follow if it does not.",
                 {"drain_s": Field(NUM, False, "how long the reply in flight may take")},
                 handler=WORKER, final=("ok",)),
+    MessageSpec("activate", Kind.REQUEST, SUPERVISOR,
+                "Turns a warm spare (a worker process booted ahead, waiting) into the worker: "
+                "it takes these start options and goes on to load.",
+                {"options": Field(dict, doc="the start options of this start, e.g. profile")},
+                handler=WORKER, final=("ok",)),
     # -- inference ------------------------------------------------------------------------
     MessageSpec("chat", Kind.REQUEST, CLIENT, "Ask the companion; replies stream as chat_token.",
                 {"text": Field(str),

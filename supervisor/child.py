@@ -53,7 +53,11 @@ class Child:
     options: dict[str, Any] = field(default_factory=dict)  # per-start boot options (profile)
     state: State = State.EXITED
     proc: Process | None = None
-    generation: int = 0
+    generation: int = 0  # of `proc`; every process of this worker has its own number
+    spawned: int = 0  # processes started so far: the next one's generation is one more
+    spare: Process | None = None  # booted ahead, waiting; not the worker until promoted
+    spare_generation: int = 0
+    activation_pending: bool = False  # a promoted spare not reached yet: on its heartbeat
     stopping: Stopping | None = None
     kill_reason: str = ""  # we killed it (hung, never ready): what its exit means
     started_at: float = 0.0
@@ -74,6 +78,7 @@ class Child:
     in_flight: dict[int, Held] = field(default_factory=dict)
     cpu: float | None = None
     rss: int | None = None
+    spare_rss: int | None = None
 
     @property
     def name(self) -> str:
@@ -82,7 +87,14 @@ class Child:
     @property
     def ident(self) -> bytes:
         """The routing id of this generation's process on the bus."""
-        return f"w:{self.name}:{self.generation}".encode()
+        return self.ident_of(self.generation)
+
+    def ident_of(self, generation: int) -> bytes:
+        return f"w:{self.name}:{generation}".encode()
+
+    def next_generation(self) -> int:
+        self.spawned += 1
+        return self.spawned
 
     @property
     def alive(self) -> bool:
@@ -127,6 +139,7 @@ class Child:
         worker_stats tells when a gap happened, not only that one did."""
         self.heartbeat_gap_recent, self.gap_window = self.gap_window, 0.0
         self.cpu, self.rss = self.proc.sample() if self.proc else (None, None)
+        self.spare_rss = self.spare.sample()[1] if self.spare else None
 
     def stats(self, now: float) -> dict[str, Any]:
         """State now, with cpu and rss from the last sample (cheap: status asks often)."""
@@ -139,6 +152,7 @@ class Child:
             "restarts": self.restarts, "last_exit": self.last_exit,
             "queued": len(self.queue), "in_flight": len(self.in_flight),
             "ready_info": self.ready_info, "progress": self.progress,
+            "spare_pid": self.spare.pid if self.spare else None, "spare_rss": self.spare_rss,
             "heartbeats": self.heartbeats,
             "heartbeat_gap_max_s": round(self.heartbeat_gap_max, 4),
             "heartbeat_gap_recent_s": round(self.heartbeat_gap_recent, 4),

@@ -66,6 +66,9 @@ WORKER_SCHEMA: dict[str, Any] = {
                    doc="permanent: after any exit nobody asked for; transient: only after an "
                        "abnormal one (not in exit_codes); temporary: never"),
     "exit_codes": Opt(list, [0], doc="exit codes that are a normal end (for transient)"),
+    "warm_spare": Opt(bool, False, doc="keep a process booted ahead (interpreter, imports, bus) "
+                                       "that takes over at the next start: faster switches and "
+                                       "recoveries, for the memory of one idle process"),
     "ready_timeout_s": _inherited(NUM_OR_NULL, 1, 86_400),
     "heartbeat_interval_s": _inherited(NUM_OR_NULL, 0.05, 60),
     "heartbeat_misses": _inherited(INT_OR_NULL, 2, 100),
@@ -120,7 +123,7 @@ SCHEMA: dict[str, Any] = {
     "workers": MapOf(WORKER_SCHEMA, {
         # A model load reports progress at each stage, and each report restarts the deadline.
         "inference": {"module": "workers.inference", "provides": [CHAT, PROFILES],
-                      "ready_timeout_s": 120},
+                      "ready_timeout_s": 120, "warm_spare": True},
         "gpu_monitor": {"module": "workers.gpu_monitor", "provides": [GPU]},
         "unity_bridge": {"module": "unity_bridge", "provides": [AVATAR]},
     }),

@@ -234,8 +234,9 @@ class Supervisor:
 
     def _cleanup(self) -> None:
         for child in self.lifecycle.children.values():
-            if child.proc is not None:
-                child.proc.kill()
+            for proc in (child.proc, child.spare):
+                if proc is not None:
+                    proc.kill()
         self.host.close_logs()
         with contextlib.suppress(OSError):
             (self.run_dir / RUN_FILE).unlink()

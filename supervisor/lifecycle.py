@@ -31,7 +31,7 @@ from protocol.messages import (
 )
 from supervisor.child import Child, Held, StopIntent, Stopping
 from supervisor.config import ConfigError, check_profile, role_owners
-from supervisor.host import Host
+from supervisor.host import Host, Process
 from supervisor.specs import specs_from_config
 from supervisor.states import State, check_transition
 
@@ -129,6 +129,8 @@ class Lifecycle:
             self._on_worker_reply(child, env)
         elif child is not None and env.type == "heartbeat":
             child.on_heartbeat(self.host.now())
+            if child.activation_pending:  # a promoted spare that was not connected yet
+                child.activation_pending = not self._activate(child)
         elif child is not None and env.type == "ready":
             self._on_ready(child, env)
         elif child is not None and env.type == "progress":
@@ -143,8 +145,14 @@ class Lifecycle:
     def on_exit(self, name: str, generation: int, code: int) -> None:
         """A process ended (reported by the host the moment it did)."""
         child = self.children[name]
-        if generation != child.generation or child.proc is None:
+        if child.spare is not None and generation == child.spare_generation:
+            log.warning("%s: its warm spare (pid %s) exited: %s; the next start boots afresh",
+                        name, child.spare.pid, describe_exit(code))
+            child.spare.release()
+            child.spare = None
             return
+        if generation != child.generation or child.proc is None:
+            return  # a former process, or a spare that was let go
         stopping = child.stopping
         child.last_output = child.proc.last_output()
         child.proc.release()
@@ -156,7 +164,7 @@ class Lifecycle:
         elif code == EXIT_CONFIG_ERROR:
             child.last_exit = "cannot start: " + (child.last_output or "configuration error")
             self._move(child, State.FATAL, child.last_exit)
-            self._settle(child, child.last_exit, rerun=False)
+            self._gone_for_good(child, child.last_exit)
         else:
             normal = not child.kill_reason and code in child.spec.exit_codes
             what = (f"{child.kill_reason}: {how}" if child.kill_reason
@@ -166,7 +174,7 @@ class Lifecycle:
                 return
             child.last_exit = f"{what}; restart policy '{child.spec.restart.value}' keeps it down"
             self._move(child, State.EXITED, child.last_exit)
-            self._settle(child, child.last_exit, rerun=False)
+            self._gone_for_good(child, child.last_exit)
 
     def check_liveness(self) -> None:
         """Kill what stopped heartbeating (hung) or is still not ready at its deadline."""
@@ -203,6 +211,7 @@ class Lifecycle:
         self.shutting_down = True
         for child in self.children.values():
             self._reject_queue(child, ErrorCode.SHUTTING_DOWN, "the stack is shutting down")
+            self._drop_spare(child)
             if child.alive:
                 self._stop(child, StopIntent.SHUTDOWN)
             elif child.state is State.BACKOFF:
@@ -242,18 +251,59 @@ class Lifecycle:
     def _start(self, child: Child) -> None:
         if self.shutting_down:
             return
-        child.generation += 1
-        spec = child.spec
-        boot = {**self.boot, "name": child.name, "ident": child.ident.decode(),
-                "options": child.options, "heartbeat_interval_s": spec.heartbeat_interval_s}
+        if child.spare is not None:
+            self._promote_spare(child)
+            return
+        generation = child.next_generation()
         try:
-            proc = self.host.spawn(child.name, spec.module, spec.args, boot, child.generation)
+            proc = self._spawn(child, generation, spare=False)
         except OSError as exc:
             self._crashed(child, f"could not start: {exc}")
             return
+        child.generation = generation
         child.started(proc, self.host.now())
         self._by_ident[child.ident] = child
         self._move(child, State.STARTING, f"pid {proc.pid}")
+
+    def _spawn(self, child: Child, generation: int, spare: bool) -> Process:
+        spec = child.spec
+        boot = {**self.boot, "name": child.name, "ident": child.ident_of(generation).decode(),
+                "options": child.options, "heartbeat_interval_s": spec.heartbeat_interval_s,
+                "spare": spare}
+        return self.host.spawn(child.name, spec.module, spec.args, boot, generation)
+
+    # -- warm spares: a process booted ahead takes over at the next start ------------------
+    def _boot_spare(self, child: Child) -> None:
+        """While the worker runs: interpreter, imports and bus done ahead of the next start
+        (a switch, a restart, a crash), which then only loads."""
+        if not child.spec.warm_spare or child.spare is not None or self.shutting_down:
+            return
+        generation = child.next_generation()
+        try:
+            child.spare = self._spawn(child, generation, spare=True)
+        except OSError as exc:
+            log.warning("%s: could not boot a warm spare: %s", child.name, exc)
+            return
+        child.spare_generation = generation
+
+    def _promote_spare(self, child: Child) -> None:
+        """The spare becomes the worker: it gets this start's options and loads at once."""
+        assert child.spare is not None
+        proc, child.spare = child.spare, None
+        child.generation = child.spare_generation
+        child.started(proc, self.host.now())
+        self._by_ident[child.ident] = child
+        child.activation_pending = not self._activate(child)
+        self._move(child, State.STARTING, f"pid {proc.pid}, a warm spare")
+
+    def _activate(self, child: Child) -> bool:
+        return self.out.send(child.ident, make("activate", {"options": child.options},
+                                               id=next(self._ids)))
+
+    def _drop_spare(self, child: Child) -> None:
+        if child.spare is not None:
+            child.spare.kill()  # it holds nothing; its exit, reported later, is ignored
+            child.spare = None
 
     def _on_ready(self, child: Child, env: Envelope) -> None:
         if child.state is not State.STARTING:
@@ -273,6 +323,7 @@ class Lifecycle:
             self._switch = None
         while child.queue and child.state is State.RUNNING:
             self._forward(child, child.queue.popleft())
+        self._boot_spare(child)  # after the load, so it does not compete with it
 
     def _on_progress(self, child: Child, env: Envelope) -> None:
         if child.state is State.STARTING:
@@ -289,7 +340,7 @@ class Lifecycle:
             self._settle(child, reason, rerun=True)
             self._start(child)
         else:
-            self._settle(child, reason, rerun=False)
+            self._gone_for_good(child, reason)
 
     def _crashed(self, child: Child, reason: str) -> None:
         """An exit nobody asked for, that its policy restarts: back off, or give up (FATAL).
@@ -302,7 +353,7 @@ class Lifecycle:
             if crashes > spec.max_restarts and not self.shutting_down:
                 reason = f"{reason}; {crashes} crashes within {spec.restart_window_s:g} s"
             self._move(child, State.FATAL, reason)
-            self._settle(child, reason, rerun=False)
+            self._gone_for_good(child, reason)
             return
         self._move(child, State.BACKOFF, reason)
         self._settle(child, reason, rerun=True)
@@ -458,6 +509,11 @@ class Lifecycle:
         if not rerun:
             self._reject_queue(child)
 
+    def _gone_for_good(self, child: Child, reason: str) -> None:
+        """Down until someone starts it: every request it held is answered, no spare kept."""
+        self._settle(child, reason, rerun=False)
+        self._drop_spare(child)
+
     # -- control requests (handler "supervisor" in the registry) -----------------------------
     def _control(self, ident: bytes, env: Envelope) -> None:
         """Exactly one answer per request, whatever its handler does."""
@@ -510,7 +566,7 @@ class Lifecycle:
             self._stop(child, StopIntent.STOP, reason="stop requested")
         elif child.state is State.BACKOFF:
             self._move(child, State.EXITED, "stop requested during backoff")
-            self._reject_queue(child)
+            self._gone_for_good(child, "stop requested during backoff")
         return _ok(f"stopping {child.name}")
 
     def _ctl_kill(self, ident: bytes, env: Envelope) -> Reply:

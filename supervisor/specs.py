@@ -34,6 +34,7 @@ class WorkerSpec:
     provides: tuple[str, ...] = ()
     restart: Restart = Restart.PERMANENT
     exit_codes: tuple[int, ...] = (0,)  # normal exits, for `transient`
+    warm_spare: bool = False  # a process booted ahead takes over at the next start
     ready_timeout_s: float = 60.0
     heartbeat_interval_s: float = 1.0
     heartbeat_misses: int = 3
@@ -52,6 +53,7 @@ class WorkerSpec:
         return cls(name=name, module=worker["module"], args=tuple(worker["args"]),
                    enabled=worker["enabled"], provides=tuple(worker["provides"]),
                    restart=Restart(worker["restart"]), exit_codes=tuple(worker["exit_codes"]),
+                   warm_spare=worker["warm_spare"],
                    **inherited)
 
     @property

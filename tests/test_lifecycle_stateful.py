@@ -65,16 +65,19 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.steps = 0
 
     @initialize(policies=st.tuples(*[st.sampled_from(list(Restart))] * 2),
+                spares=st.tuples(st.booleans(), st.booleans()),
                 transient_codes=st.sampled_from([[0], [0, 3]]),
                 max_restarts=st.integers(1, 4), stubborn=st.sets(st.sampled_from(WORKERS)),
                 queue_limit=st.integers(1, 4))
-    def boot(self, policies: tuple[Restart, Restart], transient_codes: list[int],
+    def boot(self, policies: tuple[Restart, Restart], spares: tuple[bool, bool],
+             transient_codes: list[int],
              max_restarts: int, stubborn: set[str], queue_limit: int) -> None:
         workers: dict[str, Any] = {"inference": None, "gpu_monitor": None, "unity_bridge": None}
-        for name, policy, roles in zip(WORKERS, policies, ([CHAT, PROFILES], []), strict=True):
+        for name, policy, spare, roles in zip(WORKERS, policies, spares, ([CHAT, PROFILES], []),
+                                              strict=True):
             workers[name] = {"module": f"fake.{name}", "provides": roles,
                              "restart": policy.value, "exit_codes": transient_codes,
-                             "ready_timeout_s": 10}
+                             "ready_timeout_s": 10, "warm_spare": spare}
         cfg = validate({"version": 1, "workers": workers, "supervisor": {
             "max_restarts": max_restarts, "restart_window_s": 60, "heartbeat_interval_s": 1.0,
             "heartbeat_misses": 3, "queue_limit": queue_limit, "queue_timeout_s": 120,
@@ -87,19 +90,21 @@ class SupervisorMachine(RuleBasedStateMachine):
 
     # -- helpers ---------------------------------------------------------------------------
     def live(self, name: str) -> FakeProc | None:
-        return next((p for p in self.host.procs if p.name == name and p.alive), None)
+        """The worker's process, while it runs (not its spare)."""
+        proc = self.lc.children[name].proc
+        return proc if proc is not None and proc.alive else None  # type: ignore[return-value]
 
     def _step(self, asked: set[str], action: Callable[[], None]) -> None:
         """Run one event; check that no worker restarted on its own when it must not, and
         that the restart budget was spent only by crashes."""
         before = {n: (c.state, len(c.crash_times)) for n, c in self.lc.children.items()}
-        spawns = Counter(p.name for p in self.host.procs)
+        spawns = Counter(p.name for p in self.host.procs if not p.spare)
         failed_spawns = self.host.fail_spawns
         self.crashed = set()
         self.steps += 1
         events, sent = len(self.out.published), len(self.out.sent)
         action()
-        after = Counter(p.name for p in self.host.procs)
+        after = Counter(p.name for p in self.host.procs if not p.spare)
         self._check_unstarted_chats_were_not_spent(sent)
         for type_, data in self.out.published[events:]:
             if type_ == "worker_state" and data["state"] == "STARTING" \
@@ -193,6 +198,12 @@ class SupervisorMachine(RuleBasedStateMachine):
                     "worker": name, "pid": proc.pid, "info": {}})))
         self._step(set(), act)
 
+    @rule(name=st.sampled_from(WORKERS), code=st.sampled_from([1, -9]))
+    def spare_dies(self, name: str, code: int) -> None:
+        spare = self.lc.children[name].spare
+        if spare is not None:
+            self._step(set(), lambda: self._exit(spare, code))  # type: ignore[arg-type]
+
     @rule(name=st.sampled_from(WORKERS))
     def obeys_stop_request(self, name: str) -> None:
         proc = self.live(name)
@@ -280,13 +291,23 @@ class SupervisorMachine(RuleBasedStateMachine):
     # -- invariants ------------------------------------------------------------------------
     @invariant()
     def one_live_process_per_worker(self) -> None:
+        """Never two processes acting as one worker; a spare is only ever a spare: it gets no
+        request before it is promoted, and at most one waits."""
         for name, child in self.lc.children.items():
+            if child.proc is not None:
+                child.proc.was_worker = True  # type: ignore[attr-defined]
             live = [p for p in self.host.procs if p.name == name and p.alive]
-            assert len(live) <= 1, f"{name} has {len(live)} live processes"
+            acting = [p for p in live if p.was_worker]
+            assert len(acting) <= 1, f"{name} has {len(acting)} live worker processes"
             assert (child.proc is not None) == (child.state in LIVE), (name, child.state)
             if child.proc is not None:
-                assert live == [child.proc] and child.proc.generation == child.generation
+                assert acting == [child.proc] and child.proc.generation == child.generation
             assert (child.stopping is not None) == (child.state is State.STOPPING)
+            for p in live:
+                if not p.was_worker:
+                    assert p is child.spare or "KILL" in p.signals, "an unknown live spare"
+                    assert not [e for e in p.inbox if e.type != "activate"], p.inbox
+                    assert child.spec.warm_spare
 
     @invariant()
     def at_most_one_final_reply(self) -> None:

@@ -123,8 +123,13 @@ class WorkerRuntime:
         self.on_request("worker_stop", self._on_stop)
 
     @classmethod
-    def from_stdin(cls) -> WorkerRuntime:
-        """Read boot info, set up logging and the parent watch; the standard worker start."""
+    def from_stdin(cls, prepare: Callable[[], None] | None = None) -> WorkerRuntime:
+        """Read boot info, set up logging and the parent watch; the standard worker start.
+
+        `prepare` does what a start can do before it knows its options (slow imports). A warm
+        spare runs it, joins the bus, and waits here until the supervisor activates it with
+        the options of the start it takes over: everything before the load is done by then.
+        """
         boot = read_boot()
         level = boot["config"]["logging"]["level"]
         logging.basicConfig(level=level, stream=sys.stderr,
@@ -134,7 +139,19 @@ class WorkerRuntime:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
         _watch_parent(int(boot["supervisor_pid"]))
         rt = cls(boot)
+        activated = threading.Event()
+
+        def activate(env: Envelope) -> None:
+            rt.options = dict(env.data["options"])
+            rt.reply(env, "ok", {"detail": f"{rt.name} activated"})
+            activated.set()
+        rt.on_request("activate", activate, inline=True)
         rt.start()
+        if prepare is not None:
+            prepare()
+        if boot.get("spare"):
+            log.info("warm spare ready; waiting to take over")
+            activated.wait()
         return rt
 
     # -- registration --------------------------------------------------------------------

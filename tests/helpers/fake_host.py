@@ -18,6 +18,8 @@ class FakeProc:
         self.signals: list[str] = []
         self.inbox: list[Envelope] = []  # what the supervisor sent it
         self.ready_sent = False
+        self.spare = False  # booted as a warm spare
+        self.was_worker = False  # has been the worker's process (not only a spare)
 
     def terminate(self) -> None:
         self.signals.append("TERM")
@@ -61,6 +63,7 @@ class FakeHost:
             self.fail_spawns -= 1
             raise OSError("fake: cannot spawn")
         proc = FakeProc(name, generation, next(self.pids))
+        proc.spare = boot["spare"]
         self.procs.append(proc)
         return proc
 

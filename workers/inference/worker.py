@@ -349,7 +349,14 @@ def _busy_for(seconds: float) -> None:
         pass
 
 
+def _import_llama() -> None:
+    """The slow import (about 0.1 s), done before the options are known: by a warm spare while
+    the worker it replaces still runs. A failure is left for the load to report."""
+    with contextlib.suppress(ImportError, OSError):
+        import llama_cpp.llama  # noqa: F401
+
+
 def main() -> None:
-    rt = WorkerRuntime.from_stdin()
+    rt = WorkerRuntime.from_stdin(prepare=_import_llama)
     InferenceWorker(rt).start()
     rt.run()
