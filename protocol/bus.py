@@ -5,10 +5,14 @@ events (workers publish into XSUB, subscribers read from XPUB, and subscriptions
 publisher sends nothing that nobody wants). Every socket uses ZeroMQ's PLAIN mechanism checked
 by a ZAP handler against the per-launch secret, so nothing connects without it. Endpoints are ipc
 sockets in a private (0700) directory where libzmq has ipc, else tcp on 127.0.0.1 only.
+
+The run file (run/bus.json) names the supervisor by pid and process start time: a pid alone is
+reused by the OS, so a live process with that pid is not proof that our supervisor still runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -26,6 +30,9 @@ from protocol.messages import REGISTRY, ErrorCode, Kind
 
 PLAIN_USER = b"companion"
 RUN_FILE = "bus.json"
+# Start times are compared with some slack: on Linux psutil adds the boot time from /proc/stat,
+# which can move by a second over the uptime. A reused pid started that close is not credible.
+START_SLACK_S = 1.5
 
 
 def event_topic(type_: str) -> bytes:
@@ -41,6 +48,7 @@ class BusInfo:
     secret: str
     supervisor_pid: int
     ipc_dir: str | None = None
+    supervisor_started: float | None = None  # psutil create_time of supervisor_pid
 
     def save(self, run_dir: Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -53,33 +61,67 @@ class BusInfo:
         return path
 
     @classmethod
-    def load(cls, run_dir: Path) -> BusInfo | None:
-        """The running stack's bus, or None when no supervisor is alive for this data dir."""
+    def read(cls, run_dir: Path) -> BusInfo | None:
+        """What the run file says, whether or not its supervisor still runs."""
         try:
-            info = cls(**json.loads((run_dir / RUN_FILE).read_text()))
+            return cls(**json.loads((run_dir / RUN_FILE).read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        return info if _pid_alive(info.supervisor_pid) else None
+
+    @classmethod
+    def load(cls, run_dir: Path) -> BusInfo | None:
+        """The running stack's bus, or None when no supervisor is alive for this data dir."""
+        info = cls.read(run_dir)
+        return info if info is not None and info.is_live() else None
+
+    def is_live(self) -> bool:
+        """Whether the supervisor that wrote this still runs (a file of an older version, with
+        no start time, is trusted on its pid alone)."""
+        return same_process(self.supervisor_pid, self.supervisor_started)
 
 
-def _pid_alive(pid: int) -> bool:
+def process_started(pid: int) -> float | None:
+    """Start time of a running (not zombie) process, None when there is none with this pid."""
     import psutil
 
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        proc = psutil.Process(pid)
+        return None if proc.status() == psutil.STATUS_ZOMBIE else proc.create_time()
     except psutil.Error:
+        return None
+
+
+def same_process(pid: int, started: float | None) -> bool:
+    """Whether `pid` still is the process that started at `started` (pids are reused)."""
+    now = process_started(pid)
+    if now is None:
         return False
+    return started is None or abs(now - started) < START_SLACK_S
+
+
+def remove_stale_run_file(run_dir: Path) -> BusInfo | None:
+    """Remove a run file whose supervisor is gone (a kill -9 leaves one); returns what it said.
+
+    A launch calls this after it has checked that no stack runs for its data dir.
+    """
+    info = BusInfo.read(run_dir)
+    if info is None or info.is_live():
+        return None
+    with contextlib.suppress(OSError):
+        (run_dir / RUN_FILE).unlink()
+    return info
 
 
 def new_bus_info() -> BusInfo:
-    """Fresh endpoints and secret for one launch."""
+    """Fresh endpoints and secret for one launch (called in the supervisor's process)."""
     secret = secrets.token_hex(24)
+    pid, started = os.getpid(), process_started(os.getpid())
     if zmq.has("ipc") and sys.platform != "win32":
         d = tempfile.mkdtemp(prefix="aic-")  # mode 0700: only this user reaches the sockets
-        return BusInfo(f"ipc://{d}/router", f"ipc://{d}/xsub", f"ipc://{d}/xpub", secret,
-                       os.getpid(), d)
-    return BusInfo("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", secret,
-                   os.getpid())
+        return BusInfo(f"ipc://{d}/router", f"ipc://{d}/xsub", f"ipc://{d}/xpub", secret, pid,
+                       d, started)
+    return BusInfo("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", secret, pid,
+                   supervisor_started=started)
 
 
 def secure_server(sock: zmq.Socket) -> None:
@@ -215,8 +257,12 @@ class BusClient:
 
 def connect(run_dir: Path, **kw) -> BusClient:
     """A client of the stack whose run files are in `run_dir`; BusError when none is running."""
-    info = BusInfo.load(run_dir)
+    info = BusInfo.read(run_dir)
     if info is None:
         raise BusError(f"no companion stack is running for {run_dir.parent} "
                        f"(start one with: python launch.py)", ErrorCode.WORKER_UNAVAILABLE)
+    if not info.is_live():
+        raise BusError(f"the stack that wrote {run_dir / RUN_FILE} (supervisor pid "
+                       f"{info.supervisor_pid}) is no longer running; start one with: "
+                       f"python launch.py", ErrorCode.WORKER_UNAVAILABLE)
     return BusClient(info, **kw)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from protocol.bus import BusError
+from protocol.bus import BusError, BusInfo
 from protocol.messages import ErrorCode
-from supervisor.harness import Stack, pid_gone, wait_for
+from supervisor.harness import ROOT, Stack, pid_gone, wait_for
 
 WORKERS = ("inference", "gpu_monitor", "unity_bridge")
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals")
@@ -129,6 +134,59 @@ def test_kill_9_supervisor_leaves_no_orphans(make_stack) -> None:
     os.kill(stack.proc.pid, signal.SIGKILL)
     stack.proc.wait(10)
     wait_for(lambda: all(pid_gone(p) for p in children), 5, "every worker to exit")
+
+
+@pytest.fixture
+def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A temp dir for the stacks this test starts: what they leave there is theirs alone (other
+    stacks run in parallel), and it is short, so ipc paths in it stay under the length limit."""
+    d = Path(tempfile.mkdtemp(prefix="aict-"))
+    monkeypatch.setenv("TMPDIR", str(d))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def killed_stack(make_stack) -> tuple[Stack, BusInfo]:
+    """A stack whose supervisor died by kill -9 (its workers gone too), and the bus it had."""
+    stack = make_stack().start()
+    info = stack.client.info
+    children = list(pids(stack).values())
+    stack.client.close()
+    stack._client = None
+    os.kill(stack.proc.pid, signal.SIGKILL)
+    stack.proc.wait(10)
+    wait_for(lambda: all(pid_gone(p) for p in children), 5, "every worker to exit")
+    return stack, info
+
+
+@posix_only
+def test_cli_calls_the_run_file_of_a_killed_stack_stale(make_stack, private_tmp: Path) -> None:
+    stack, info = killed_stack(make_stack)
+    run_file = stack.data_dir / "run" / "bus.json"
+    assert run_file.exists()
+    result = stack.cli("status")
+    assert result.returncode == 1
+    assert (f"the stack that wrote {run_file} (supervisor pid {info.supervisor_pid}) is no "
+            f"longer running; start one with: python launch.py") in result.stderr, result.stderr
+
+
+@posix_only
+def test_next_launch_after_kill_9_removes_the_stale_run_file(make_stack,
+                                                              private_tmp: Path) -> None:
+    stack, info = killed_stack(make_stack)
+    run_file = stack.data_dir / "run" / "bus.json"
+    # A launch that stops at a bad option still clears what the dead one left...
+    refused = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--headless", "--config",
+                              str(stack.config_path), "--profile", "no-such-profile"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "unknown profile" in refused.stderr, refused.stderr
+    assert not run_file.exists()
+    assert (f"removed the stale run file {run_file} (supervisor pid {info.supervisor_pid} "
+            f"is no longer running)") in refused.stderr
+    # ...and one that goes on starts as usual.
+    stack.start()
+    assert stack.status()["supervisor"]["pid"] == stack.proc.pid != info.supervisor_pid
+    assert BusInfo.load(stack.data_dir / "run").supervisor_pid == stack.proc.pid
 
 
 def test_sigterm_stops_everything_cleanly(make_stack) -> None:
