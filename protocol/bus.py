@@ -3,8 +3,9 @@
 The supervisor binds three sockets: a ROUTER for requests, and an XSUB/XPUB pair that relays
 events (workers publish into XSUB, subscribers read from XPUB, and subscriptions flow back so a
 publisher sends nothing that nobody wants). Every socket uses ZeroMQ's PLAIN mechanism checked
-by a ZAP handler against the per-launch secret, so nothing connects without it. Endpoints are ipc
-sockets in a private (0700) directory where libzmq has ipc, else tcp on 127.0.0.1 only.
+by a ZAP handler against the per-launch secret, so nothing connects without it. Endpoints are
+Linux abstract ipc sockets (nothing on disk, so a kill -9 leaves nothing behind), else ipc sockets
+in a private (0700) directory where libzmq has ipc, else tcp on 127.0.0.1 only (Windows).
 
 The run file (run/bus.json) names the supervisor by pid and process start time: a pid alone is
 reused by the OS, so a live process with that pid is not proof that our supervisor still runs.
@@ -13,9 +14,11 @@ reused by the OS, so a live process with that pid is not proof that our supervis
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -30,6 +33,8 @@ from protocol.messages import REGISTRY, ErrorCode, Kind
 
 PLAIN_USER = b"companion"
 RUN_FILE = "bus.json"
+IPC_PREFIX = "aic-"
+IPC_MARKER = "owner.json"  # in an ipc folder: the pid and start time of the supervisor that made it
 # Start times are compared with some slack: on Linux psutil adds the boot time from /proc/stat,
 # which can move by a second over the uptime. A reused pid started that close is not credible.
 START_SLACK_S = 1.5
@@ -112,16 +117,79 @@ def remove_stale_run_file(run_dir: Path) -> BusInfo | None:
     return info
 
 
+@functools.cache
+def _abstract_ipc() -> bool:
+    """Linux abstract-namespace ipc works here: probed, since the libzmq build decides."""
+    if not (sys.platform.startswith("linux") and zmq.has("ipc")):
+        return False
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PAIR)
+    try:
+        sock.bind(f"ipc://@{IPC_PREFIX}probe-{secrets.token_hex(16)}")
+        return True
+    except zmq.ZMQError:
+        return False
+    finally:
+        sock.close(0)
+        ctx.term()
+
+
 def new_bus_info() -> BusInfo:
     """Fresh endpoints and secret for one launch (called in the supervisor's process)."""
     secret = secrets.token_hex(24)
     pid, started = os.getpid(), process_started(os.getpid())
+    if _abstract_ipc():
+        # Abstract sockets are never files: nothing to clean up, even after a kill -9. They have
+        # no file permissions either, so any local user could connect: what keeps them out is
+        # the per-launch secret, required by ZeroMQ PLAIN + ZAP on every socket (see
+        # supervisor/core.py). The name is random (128 bits), so nobody can guess it to bind it
+        # first and collect the secret from our clients.
+        name = f"ipc://@{IPC_PREFIX}{secrets.token_hex(16)}"
+        return BusInfo(f"{name}-router", f"{name}-xsub", f"{name}-xpub", secret, pid,
+                       supervisor_started=started)
     if zmq.has("ipc") and sys.platform != "win32":
-        d = tempfile.mkdtemp(prefix="aic-")  # mode 0700: only this user reaches the sockets
+        d = tempfile.mkdtemp(prefix=IPC_PREFIX)  # mode 0700: only this user reaches the sockets
+        write_ipc_marker(Path(d), pid, started)
         return BusInfo(f"ipc://{d}/router", f"ipc://{d}/xsub", f"ipc://{d}/xpub", secret, pid,
                        d, started)
     return BusInfo("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", secret, pid,
                    supervisor_started=started)
+
+
+def write_ipc_marker(folder: Path, pid: int, started: float | None) -> None:
+    """Name the folder's owner, so a later launch can prove the folder stale after a kill -9."""
+    tmp = folder / f"{IPC_MARKER}.tmp"
+    tmp.write_text(json.dumps({"pid": pid, "started": started}))
+    os.replace(tmp, folder / IPC_MARKER)  # whole or absent: a half-written marker proves nothing
+
+
+def clean_stale_ipc_dirs(tmp_dir: Path | None = None) -> list[Path]:
+    """Remove the ipc folders of supervisors that died without cleaning up (kill -9).
+
+    Only folders it can prove stale: ours (same user), with a marker whose pid is gone or is
+    now another process (another start time). No marker (being made, or an older version):
+    kept. Returns the folders removed.
+    """
+    removed: list[Path] = []
+    if sys.platform == "win32":  # tcp there: no folders of ours
+        return removed
+    for folder in Path(tmp_dir or tempfile.gettempdir()).glob(f"{IPC_PREFIX}*"):
+        if _ipc_dir_is_stale(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            if not folder.exists():
+                removed.append(folder)
+    return removed
+
+
+def _ipc_dir_is_stale(folder: Path) -> bool:
+    try:
+        if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+            return False
+        owner = json.loads((folder / IPC_MARKER).read_text())
+        pid, started = int(owner["pid"]), float(owner["started"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    return not same_process(pid, started)
 
 
 def secure_server(sock: zmq.Socket) -> None:

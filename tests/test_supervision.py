@@ -160,6 +160,19 @@ def killed_stack(make_stack) -> tuple[Stack, BusInfo]:
 
 
 @posix_only
+def test_kill_9_supervisor_leaves_no_socket_folder(make_stack, private_tmp: Path) -> None:
+    stack, info = killed_stack(make_stack)
+    left = [p.name for p in private_tmp.glob("aic-*")]
+    if sys.platform.startswith("linux"):  # abstract sockets: never anything on disk
+        assert info.ipc_dir is None and info.router.startswith("ipc://@aic-"), info
+        assert left == []
+    else:  # a folder, which the next launch removes once it proves its supervisor dead
+        assert info.ipc_dir is not None and left == [Path(info.ipc_dir).name]
+        stack.start()
+        assert not list(private_tmp.glob(Path(info.ipc_dir).name))
+
+
+@posix_only
 def test_cli_calls_the_run_file_of_a_killed_stack_stale(make_stack, private_tmp: Path) -> None:
     stack, info = killed_stack(make_stack)
     run_file = stack.data_dir / "run" / "bus.json"
@@ -264,7 +277,9 @@ def test_private_bus_endpoints(make_stack) -> None:
     run_file = stack.data_dir / "run" / "bus.json"
     if sys.platform != "win32":
         assert stat.S_IMODE(run_file.stat().st_mode) == 0o600
-    if info.ipc_dir:
+    if sys.platform.startswith("linux"):  # abstract: no file; the secret below keeps others out
+        assert info.ipc_dir is None and info.router.startswith("ipc://@aic-")
+    elif info.ipc_dir:
         assert stat.S_IMODE(os.stat(info.ipc_dir).st_mode) == 0o700
     else:
         assert info.router.startswith("tcp://127.0.0.1:")
