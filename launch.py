@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from protocol.bus import BusInfo
+from protocol.bus import RUN_FILE, BusInfo, clean_stale_ipc_dirs, remove_stale_run_file
 from protocol.messages import CHAT, GPU, PROFILES
 from supervisor.config import DEFAULT_CONFIG, ConfigError, check_profile, load_config
 from supervisor.core import Supervisor
@@ -67,6 +67,17 @@ def worker_options(args: argparse.Namespace, cfg: dict) -> dict[str, dict]:
     return options
 
 
+def clear_leftovers(run_dir: Path) -> None:
+    """Remove what supervisors killed with -9 left: this data dir's run file, and socket folders
+    (only where endpoints are files, i.e. not Linux) whose owner is provably gone."""
+    stale = remove_stale_run_file(run_dir)
+    if stale is not None:
+        print(f"note: removed the stale run file {run_dir / RUN_FILE} (supervisor pid "
+              f"{stale.supervisor_pid} is no longer running)", file=sys.stderr)
+    for folder in clean_stale_ipc_dirs():
+        print(f"note: removed the socket folder of a dead supervisor: {folder}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config_path = args.config.resolve()
@@ -84,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{running.supervisor_pid}); stop it with: python -m supervisor shutdown",
               file=sys.stderr)
         return 1
+    clear_leftovers(data_dir / "run")
     try:
         options = worker_options(args, cfg)
     except ConfigError as exc:

@@ -3,15 +3,22 @@
 The supervisor binds three sockets: a ROUTER for requests, and an XSUB/XPUB pair that relays
 events (workers publish into XSUB, subscribers read from XPUB, and subscriptions flow back so a
 publisher sends nothing that nobody wants). Every socket uses ZeroMQ's PLAIN mechanism checked
-by a ZAP handler against the per-launch secret, so nothing connects without it. Endpoints are ipc
-sockets in a private (0700) directory where libzmq has ipc, else tcp on 127.0.0.1 only.
+by a ZAP handler against the per-launch secret, so nothing connects without it. Endpoints are
+Linux abstract ipc sockets (nothing on disk, so a kill -9 leaves nothing behind), else ipc sockets
+in a private (0700) directory where libzmq has ipc, else tcp on 127.0.0.1 only (Windows).
+
+The run file (run/bus.json) names the supervisor by pid and process start time: a pid alone is
+reused by the OS, so a live process with that pid is not proof that our supervisor still runs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +33,11 @@ from protocol.messages import REGISTRY, ErrorCode, Kind
 
 PLAIN_USER = b"companion"
 RUN_FILE = "bus.json"
+IPC_PREFIX = "aic-"
+IPC_MARKER = "owner.json"  # in an ipc folder: the pid and start time of the supervisor that made it
+# Start times are compared with some slack: on Linux psutil adds the boot time from /proc/stat,
+# which can move by a second over the uptime. A reused pid started that close is not credible.
+START_SLACK_S = 1.5
 
 
 def event_topic(type_: str) -> bytes:
@@ -41,6 +53,7 @@ class BusInfo:
     secret: str
     supervisor_pid: int
     ipc_dir: str | None = None
+    supervisor_started: float | None = None  # psutil create_time of supervisor_pid
 
     def save(self, run_dir: Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -53,33 +66,130 @@ class BusInfo:
         return path
 
     @classmethod
-    def load(cls, run_dir: Path) -> BusInfo | None:
-        """The running stack's bus, or None when no supervisor is alive for this data dir."""
+    def read(cls, run_dir: Path) -> BusInfo | None:
+        """What the run file says, whether or not its supervisor still runs."""
         try:
-            info = cls(**json.loads((run_dir / RUN_FILE).read_text()))
+            return cls(**json.loads((run_dir / RUN_FILE).read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        return info if _pid_alive(info.supervisor_pid) else None
+
+    @classmethod
+    def load(cls, run_dir: Path) -> BusInfo | None:
+        """The running stack's bus, or None when no supervisor is alive for this data dir."""
+        info = cls.read(run_dir)
+        return info if info is not None and info.is_live() else None
+
+    def is_live(self) -> bool:
+        """Whether the supervisor that wrote this still runs (a file of an older version, with
+        no start time, is trusted on its pid alone)."""
+        return same_process(self.supervisor_pid, self.supervisor_started)
 
 
-def _pid_alive(pid: int) -> bool:
+def process_started(pid: int) -> float | None:
+    """Start time of a running (not zombie) process, None when there is none with this pid."""
     import psutil
 
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        proc = psutil.Process(pid)
+        return None if proc.status() == psutil.STATUS_ZOMBIE else proc.create_time()
     except psutil.Error:
+        return None
+
+
+def same_process(pid: int, started: float | None) -> bool:
+    """Whether `pid` still is the process that started at `started` (pids are reused)."""
+    now = process_started(pid)
+    if now is None:
         return False
+    return started is None or abs(now - started) < START_SLACK_S
+
+
+def remove_stale_run_file(run_dir: Path) -> BusInfo | None:
+    """Remove a run file whose supervisor is gone (a kill -9 leaves one); returns what it said.
+
+    A launch calls this after it has checked that no stack runs for its data dir.
+    """
+    info = BusInfo.read(run_dir)
+    if info is None or info.is_live():
+        return None
+    with contextlib.suppress(OSError):
+        (run_dir / RUN_FILE).unlink()
+    return info
+
+
+@functools.cache
+def _abstract_ipc() -> bool:
+    """Linux abstract-namespace ipc works here: probed, since the libzmq build decides."""
+    if not (sys.platform.startswith("linux") and zmq.has("ipc")):
+        return False
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PAIR)
+    try:
+        sock.bind(f"ipc://@{IPC_PREFIX}probe-{secrets.token_hex(16)}")
+        return True
+    except zmq.ZMQError:
+        return False
+    finally:
+        sock.close(0)
+        ctx.term()
 
 
 def new_bus_info() -> BusInfo:
-    """Fresh endpoints and secret for one launch."""
+    """Fresh endpoints and secret for one launch (called in the supervisor's process)."""
     secret = secrets.token_hex(24)
+    pid, started = os.getpid(), process_started(os.getpid())
+    if _abstract_ipc():
+        # Abstract sockets are never files: nothing to clean up, even after a kill -9. They have
+        # no file permissions either, so any local user could connect: what keeps them out is
+        # the per-launch secret, required by ZeroMQ PLAIN + ZAP on every socket (see
+        # supervisor/core.py). The name is random (128 bits), so nobody can guess it to bind it
+        # first and collect the secret from our clients.
+        name = f"ipc://@{IPC_PREFIX}{secrets.token_hex(16)}"
+        return BusInfo(f"{name}-router", f"{name}-xsub", f"{name}-xpub", secret, pid,
+                       supervisor_started=started)
     if zmq.has("ipc") and sys.platform != "win32":
-        d = tempfile.mkdtemp(prefix="aic-")  # mode 0700: only this user reaches the sockets
-        return BusInfo(f"ipc://{d}/router", f"ipc://{d}/xsub", f"ipc://{d}/xpub", secret,
-                       os.getpid(), d)
-    return BusInfo("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", secret,
-                   os.getpid())
+        d = tempfile.mkdtemp(prefix=IPC_PREFIX)  # mode 0700: only this user reaches the sockets
+        write_ipc_marker(Path(d), pid, started)
+        return BusInfo(f"ipc://{d}/router", f"ipc://{d}/xsub", f"ipc://{d}/xpub", secret, pid,
+                       d, started)
+    return BusInfo("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", secret, pid,
+                   supervisor_started=started)
+
+
+def write_ipc_marker(folder: Path, pid: int, started: float | None) -> None:
+    """Name the folder's owner, so a later launch can prove the folder stale after a kill -9."""
+    tmp = folder / f"{IPC_MARKER}.tmp"
+    tmp.write_text(json.dumps({"pid": pid, "started": started}))
+    os.replace(tmp, folder / IPC_MARKER)  # whole or absent: a half-written marker proves nothing
+
+
+def clean_stale_ipc_dirs(tmp_dir: Path | None = None) -> list[Path]:
+    """Remove the ipc folders of supervisors that died without cleaning up (kill -9).
+
+    Only folders it can prove stale: ours (same user), with a marker whose pid is gone or is
+    now another process (another start time). No marker (being made, or an older version):
+    kept. Returns the folders removed.
+    """
+    removed: list[Path] = []
+    if sys.platform == "win32":  # tcp there: no folders of ours
+        return removed
+    for folder in Path(tmp_dir or tempfile.gettempdir()).glob(f"{IPC_PREFIX}*"):
+        if _ipc_dir_is_stale(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            if not folder.exists():
+                removed.append(folder)
+    return removed
+
+
+def _ipc_dir_is_stale(folder: Path) -> bool:
+    try:
+        if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+            return False
+        owner = json.loads((folder / IPC_MARKER).read_text())
+        pid, started = int(owner["pid"]), float(owner["started"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    return not same_process(pid, started)
 
 
 def secure_server(sock: zmq.Socket) -> None:
@@ -215,8 +325,12 @@ class BusClient:
 
 def connect(run_dir: Path, **kw) -> BusClient:
     """A client of the stack whose run files are in `run_dir`; BusError when none is running."""
-    info = BusInfo.load(run_dir)
+    info = BusInfo.read(run_dir)
     if info is None:
         raise BusError(f"no companion stack is running for {run_dir.parent} "
                        f"(start one with: python launch.py)", ErrorCode.WORKER_UNAVAILABLE)
+    if not info.is_live():
+        raise BusError(f"the stack that wrote {run_dir / RUN_FILE} (supervisor pid "
+                       f"{info.supervisor_pid}) is no longer running; start one with: "
+                       f"python launch.py", ErrorCode.WORKER_UNAVAILABLE)
     return BusClient(info, **kw)

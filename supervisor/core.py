@@ -88,7 +88,8 @@ class Supervisor:
             secure_server(s)
             s.bind(getattr(info, attr))
         self.info = BusInfo(self.router.last_endpoint.decode(), xsub.last_endpoint.decode(),
-                            xpub.last_endpoint.decode(), info.secret, os.getpid(), info.ipc_dir)
+                            xpub.last_endpoint.decode(), info.secret, os.getpid(), info.ipc_dir,
+                            info.supervisor_started)
         # The event relay is libzmq's own proxy in a thread: it never touches Python per event.
         self._proxy_ctl = self.ctx.socket(zmq.PAIR)
         self._proxy_ctl.bind("inproc://proxy-control")

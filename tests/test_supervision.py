@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from protocol.bus import BusError
+from protocol.bus import BusError, BusInfo
 from protocol.messages import ErrorCode
-from supervisor.harness import Stack, pid_gone, wait_for
+from supervisor.harness import ROOT, Stack, pid_gone, wait_for
 
 WORKERS = ("inference", "gpu_monitor", "unity_bridge")
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals")
@@ -131,6 +136,72 @@ def test_kill_9_supervisor_leaves_no_orphans(make_stack) -> None:
     wait_for(lambda: all(pid_gone(p) for p in children), 5, "every worker to exit")
 
 
+@pytest.fixture
+def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A temp dir for the stacks this test starts: what they leave there is theirs alone (other
+    stacks run in parallel), and it is short, so ipc paths in it stay under the length limit."""
+    d = Path(tempfile.mkdtemp(prefix="aict-"))
+    monkeypatch.setenv("TMPDIR", str(d))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def killed_stack(make_stack) -> tuple[Stack, BusInfo]:
+    """A stack whose supervisor died by kill -9 (its workers gone too), and the bus it had."""
+    stack = make_stack().start()
+    info = stack.client.info
+    children = list(pids(stack).values())
+    stack.client.close()
+    stack._client = None
+    os.kill(stack.proc.pid, signal.SIGKILL)
+    stack.proc.wait(10)
+    wait_for(lambda: all(pid_gone(p) for p in children), 5, "every worker to exit")
+    return stack, info
+
+
+@posix_only
+def test_kill_9_supervisor_leaves_no_socket_folder(make_stack, private_tmp: Path) -> None:
+    stack, info = killed_stack(make_stack)
+    left = [p.name for p in private_tmp.glob("aic-*")]
+    if sys.platform.startswith("linux"):  # abstract sockets: never anything on disk
+        assert info.ipc_dir is None and info.router.startswith("ipc://@aic-"), info
+        assert left == []
+    else:  # a folder, which the next launch removes once it proves its supervisor dead
+        assert info.ipc_dir is not None and left == [Path(info.ipc_dir).name]
+        stack.start()
+        assert not list(private_tmp.glob(Path(info.ipc_dir).name))
+
+
+@posix_only
+def test_cli_calls_the_run_file_of_a_killed_stack_stale(make_stack, private_tmp: Path) -> None:
+    stack, info = killed_stack(make_stack)
+    run_file = stack.data_dir / "run" / "bus.json"
+    assert run_file.exists()
+    result = stack.cli("status")
+    assert result.returncode == 1
+    assert (f"the stack that wrote {run_file} (supervisor pid {info.supervisor_pid}) is no "
+            f"longer running; start one with: python launch.py") in result.stderr, result.stderr
+
+
+@posix_only
+def test_next_launch_after_kill_9_removes_the_stale_run_file(make_stack,
+                                                              private_tmp: Path) -> None:
+    stack, info = killed_stack(make_stack)
+    run_file = stack.data_dir / "run" / "bus.json"
+    # A launch that stops at a bad option still clears what the dead one left...
+    refused = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--headless", "--config",
+                              str(stack.config_path), "--profile", "no-such-profile"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "unknown profile" in refused.stderr, refused.stderr
+    assert not run_file.exists()
+    assert (f"removed the stale run file {run_file} (supervisor pid {info.supervisor_pid} "
+            f"is no longer running)") in refused.stderr
+    # ...and one that goes on starts as usual.
+    stack.start()
+    assert stack.status()["supervisor"]["pid"] == stack.proc.pid != info.supervisor_pid
+    assert BusInfo.load(stack.data_dir / "run").supervisor_pid == stack.proc.pid
+
+
 def test_sigterm_stops_everything_cleanly(make_stack) -> None:
     stack = make_stack().start()
     children = list(pids(stack).values())
@@ -206,7 +277,9 @@ def test_private_bus_endpoints(make_stack) -> None:
     run_file = stack.data_dir / "run" / "bus.json"
     if sys.platform != "win32":
         assert stat.S_IMODE(run_file.stat().st_mode) == 0o600
-    if info.ipc_dir:
+    if sys.platform.startswith("linux"):  # abstract: no file; the secret below keeps others out
+        assert info.ipc_dir is None and info.router.startswith("ipc://@aic-")
+    elif info.ipc_dir:
         assert stat.S_IMODE(os.stat(info.ipc_dir).st_mode) == 0o700
     else:
         assert info.router.startswith("tcp://127.0.0.1:")
