@@ -130,10 +130,12 @@ def test_config_error_exit_is_fatal_at_once(make_stack) -> None:
 @posix_only
 def test_kill_9_supervisor_leaves_no_orphans(make_stack) -> None:
     stack = make_stack().start()
-    children = list(pids(stack).values())
+    spare = stack.wait_state("inference", "RUNNING", 60,
+                             lambda w: w["spare_pid"] is not None)["spare_pid"]
+    children = [*pids(stack).values(), spare]
     os.kill(stack.proc.pid, signal.SIGKILL)
     stack.proc.wait(10)
-    wait_for(lambda: all(pid_gone(p) for p in children), 5, "every worker to exit")
+    wait_for(lambda: all(pid_gone(p) for p in children), 5, "every worker and spare to exit")
 
 
 @pytest.fixture
