@@ -112,6 +112,7 @@ class WorkerRuntime:
         self._timers: list[tuple[float, float, Callable[[], None]]] = []
         self._stop_hooks: list[Callable[[float], None]] = []
         self.stopping = threading.Event()
+        self.prepared: Any = None  # what from_stdin's `prepare` made before the options came
         self._hb_seq = 0
         self._req_ids = itertools.count(1)
         self._pending: dict[int, Handler] = {}  # our own requests -> reply callback
@@ -123,12 +124,14 @@ class WorkerRuntime:
         self.on_request("worker_stop", self._on_stop)
 
     @classmethod
-    def from_stdin(cls, prepare: Callable[[], None] | None = None) -> WorkerRuntime:
+    def from_stdin(cls, prepare: Callable[[WorkerRuntime], Any] | None = None
+                   ) -> WorkerRuntime:
         """Read boot info, set up logging and the parent watch; the standard worker start.
 
-        `prepare` does what a start can do before it knows its options (slow imports). A warm
-        spare runs it, joins the bus, and waits here until the supervisor activates it with
-        the options of the start it takes over: everything before the load is done by then.
+        `prepare` does what a start can do before it knows its options (slow imports); its
+        result is `rt.prepared`. A warm spare runs it, joins the bus, and waits here until the
+        supervisor activates it with the options of the start it takes over: everything
+        before the load is done by then.
         """
         boot = read_boot()
         level = boot["config"]["logging"]["level"]
@@ -147,8 +150,7 @@ class WorkerRuntime:
             activated.set()
         rt.on_request("activate", activate, inline=True)
         rt.start()
-        if prepare is not None:
-            prepare()
+        rt.prepared = prepare(rt) if prepare is not None else None
         if boot.get("spare"):
             log.info("warm spare ready; waiting to take over")
             activated.wait()
