@@ -117,6 +117,7 @@ class WorkerRuntime:
         self._pending: dict[int, Handler] = {}  # our own requests -> reply callback
         self._bus_ready = threading.Event()
         self._watched: dict[int, Callable[[int], None]] = {}  # fd -> on_ready(events)
+        self._unwatched: set[int] = set()  # fds unwatched during the current poll batch
         self._bus_calls: collections.deque[Callable[[], None]] = collections.deque()
         self._bus_timers: list[list[Any]] = []  # [due, interval, fn], bus thread only
         self.on_request("ping", self._on_ping, inline=True)
@@ -180,9 +181,11 @@ class WorkerRuntime:
         self._poller.register(fd, events)
 
     def unwatch(self, sock: Any) -> None:
+        """Stop polling a socket; an event of it still in the current batch is dropped."""
         fd = sock.fileno()
         if self._watched.pop(fd, None) is not None:
             self._poller.unregister(fd)
+            self._unwatched.add(fd)
 
     def bus_every(self, interval: float, fn: Callable[[], None]) -> None:
         """A periodic timer on the bus thread; `fn` must not block."""
@@ -274,29 +277,50 @@ class WorkerRuntime:
             while self._bus_calls:
                 self._guard(self._bus_calls.popleft())
             timeout = max(0, int((due - time.monotonic()) * 1000)) + 1
+            self._unwatched.clear()
             for sock, events in poller.poll(timeout):
-                on_ready = self._watched.get(sock)
-                if on_ready is not None:
-                    try:
-                        on_ready(events)
-                    except Exception:
-                        log.exception("handling a watched socket failed")
-                    continue
-                for _ in range(1000):
-                    try:
-                        frames = sock.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    if sock is outbox and frames[0] == b"x":
-                        for s in (self.dealer, self.pub, self.sub, outbox):
-                            s.close(linger=1000)
-                        return
-                    if sock is outbox:
-                        self._route_out(frames)
-                    elif sock is self.sub:
-                        self._incoming(frames[-1], self._events)
-                    else:
-                        self._incoming(frames[-1], self._requests)
+                if isinstance(sock, int):  # watch() registers numbers, the bus its sockets
+                    self._on_watched(sock, events)
+                elif not self._drain_bus(sock, outbox):
+                    return
+
+    def _on_watched(self, fd: int, events: int) -> None:
+        """Hand a watched socket's event to its owner, unless the batch made it stale.
+
+        A handler earlier in the batch may have unwatched and closed this socket (a broadcast
+        that failed to send drops its client), and an accept may since have got the same
+        number for a new one: the event was about the old socket. Dropping it loses nothing,
+        as polling is level-triggered: a socket still ready is reported again next time.
+        """
+        if fd in self._unwatched:
+            return
+        on_ready = self._watched.get(fd)
+        if on_ready is None:
+            return
+        try:
+            on_ready(events)
+        except Exception:
+            log.exception("handling a watched socket failed")
+
+    def _drain_bus(self, sock: zmq.Socket, outbox: zmq.Socket) -> bool:
+        """Take what a bus socket has (bounded, so the others are not starved); False once
+        the main thread asked the bus thread to end (the sockets are closed then)."""
+        for _ in range(1000):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if sock is outbox and frames[0] == b"x":
+                for s in (self.dealer, self.pub, self.sub, outbox):
+                    s.close(linger=1000)
+                return False
+            if sock is outbox:
+                self._route_out(frames)
+            elif sock is self.sub:
+                self._incoming(frames[-1], self._events)
+            else:
+                self._incoming(frames[-1], self._requests)
+        return True
 
     @staticmethod
     def _guard(fn: Callable[[], None]) -> None:
