@@ -11,6 +11,15 @@ The bus thread is also a small event loop for workers whose work is I/O (the Uni
 `call_on_bus` runs a function there. Such a worker then answers the bus and its sockets on one
 thread, without a hand-off between threads on the way.
 
+Errors on the bus thread: a handler of one bus message that raises is a handled error (logged,
+a request answered INTERNAL), as on the main thread: that message is lost, nothing else. What
+escapes a watched socket's handler, a bus timer or a `call_on_bus` function ends the bus thread,
+and the excepthook the process (EXIT_THREAD_DIED): the runtime cannot know what state the
+worker's sockets are in, and living on would be worse than a restart: a socket whose handler
+fails stays ready and fails again on every poll, a failed timer or set-up task leaves the work
+half done, while the heartbeats, sent by this very thread, tell the supervisor all is well.
+Such code handles the errors it expects itself (the bridge drops the one connection).
+
 The supervisor writes boot info as one JSON line on our stdin and keeps the pipe open; EOF means
 the supervisor is gone (even killed with -9), and the worker exits at once. On Linux
 PR_SET_PDEATHSIG is set as well. Both work without signals on Windows only for the pipe, which
@@ -167,7 +176,8 @@ class WorkerRuntime:
 
     # -- the bus thread as an event loop -------------------------------------------------
     def call_on_bus(self, fn: Callable[[], None]) -> None:
-        """Run `fn` on the bus thread soon, in order (from the bus thread: after this batch)."""
+        """Run `fn` on the bus thread soon, in order (from the bus thread: after this batch).
+        An exception it raises ends the process (see the module's docstring)."""
         self._bus_calls.append(fn)
         if threading.current_thread() is not self._bus_thread:
             self._to_bus([b"w"])
@@ -175,7 +185,8 @@ class WorkerRuntime:
     def watch(self, sock: Any, on_ready: Callable[[int], None],
               events: int = zmq.POLLIN) -> None:
         """Poll a socket (anything with fileno()) on the bus thread; bus thread only. Calling
-        it again changes the events; `unwatch` before closing the socket."""
+        it again changes the events; `unwatch` before closing the socket. `on_ready` handles
+        its own errors: one that escapes ends the process."""
         fd = sock.fileno()
         self._watched[fd] = on_ready
         self._poller.register(fd, events)
@@ -188,7 +199,8 @@ class WorkerRuntime:
             self._unwatched.add(fd)
 
     def bus_every(self, interval: float, fn: Callable[[], None]) -> None:
-        """A periodic timer on the bus thread; `fn` must not block."""
+        """A periodic timer on the bus thread; `fn` must not block, nor raise (that ends the
+        process)."""
         self.call_on_bus(lambda: self._bus_timers.append(
             [time.monotonic() + interval, interval, fn]))
 
@@ -272,10 +284,10 @@ class WorkerRuntime:
             for timer in self._bus_timers:
                 if timer[0] <= now:
                     timer[0] = now + timer[1]
-                    self._guard(timer[2])
+                    timer[2]()  # no guard: an exception ends the thread (module docstring)
                 due = min(due, timer[0])
             while self._bus_calls:
-                self._guard(self._bus_calls.popleft())
+                self._bus_calls.popleft()()
             timeout = max(0, int((due - time.monotonic()) * 1000)) + 1
             self._unwatched.clear()
             for sock, events in poller.poll(timeout):
@@ -295,12 +307,8 @@ class WorkerRuntime:
         if fd in self._unwatched:
             return
         on_ready = self._watched.get(fd)
-        if on_ready is None:
-            return
-        try:
-            on_ready(events)
-        except Exception:
-            log.exception("handling a watched socket failed")
+        if on_ready is not None:
+            on_ready(events)  # no guard: an exception ends the thread (module docstring)
 
     def _drain_bus(self, sock: zmq.Socket, outbox: zmq.Socket) -> bool:
         """Take what a bus socket has (bounded, so the others are not starved); False once
@@ -321,13 +329,6 @@ class WorkerRuntime:
             else:
                 self._incoming(frames[-1], self._requests)
         return True
-
-    @staticmethod
-    def _guard(fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except Exception:
-            log.exception("bus thread task failed")
 
     def _route_out(self, frames: list[bytes]) -> None:
         kind = frames[0]
