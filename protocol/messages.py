@@ -158,7 +158,10 @@ _AVATAR_SPECS: list[MessageSpec] = [
                     {"path": Field(str)}),
     _avatar_command("set_expression", "Set one expression (VRM preset or custom name); value "
                     "is clamped to 0..1. VRM 1.0 names (happy, sad, relaxed) map to joy, "
-                    "sorrow, fun.", {"name": Field(str), "value": Field(NUM)}),
+                    "sorrow, fun. Besides the VRM presets, at most 64 names are kept "
+                    "(unity_bridge.max_expressions): a new one past that is refused with "
+                    "INVALID_FIELD until reset_expressions.",
+                    {"name": Field(str), "value": Field(NUM)}),
     _avatar_command("reset_expressions", "Set every expression back to 0.", {}),
     _avatar_command("set_transition_speed", "How fast expressions blend (clamped to 0.1..10).",
                     {"speed": Field(NUM)}),

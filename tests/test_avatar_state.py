@@ -15,7 +15,7 @@ import pytest
 
 from supervisor.config import REPO_ROOT
 from unity_bridge import avatar as avatar_module
-from unity_bridge.avatar import PERSISTED, Avatar, last_state
+from unity_bridge.avatar import MAX_EXPRESSIONS, PERSISTED, Avatar, last_state
 from unity_bridge.server import BridgeServer, Limits
 
 
@@ -82,6 +82,31 @@ def test_an_unreadable_file_means_defaults(tmp_path: Path) -> None:
     assert (s.expressions, s.model, s.auto_blink) == ({"joy": 1.0}, None, True)  # bad types
 
 
+def test_loaded_expressions_are_what_commands_could_have_left(tmp_path: Path) -> None:
+    """A file from before the limit (or edited by hand): names and values as a command makes
+    them, the presets and the first `max_expressions` others; the file is rewritten so."""
+    path = tmp_path / "state.json"
+    others = {f"n{i}": 0.1 for i in range(100)}
+    path.write_text(json.dumps({"expressions": {"Happy": 2, "x" * 65: 0.5, "bad": "no",
+                                                **others, "sorrow": 0.5}}) + "\n")
+    a = Avatar(state_file=path, max_expressions=3)
+    expected = {"joy": 1.0, "n0": 0.1, "n1": 0.1, "n2": 0.1, "sorrow": 0.5}
+    assert a.state.expressions == expected
+    a.close()
+    saved = last_state(path.read_bytes())
+    assert saved is not None and saved["expressions"] == expected
+
+
+def test_only_the_end_of_a_huge_file_is_read(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "state.json"
+    last = json.dumps({"model": "/avatars/new.vrm"}).encode() + b"\n"
+    path.write_bytes(json.dumps({"model": "/avatars/old.vrm", "pad": "p" * 10_000}).encode()
+                     + b"\n" + last)
+    monkeypatch.setattr(avatar_module, "MAX_STATE_READ", len(last) + 10)
+    assert Avatar(state_file=path).state.model == "/avatars/new.vrm"
+
+
 def full_state(model: str, prefix: str, count: int, value: float,
                blink: bool) -> list[list[Any]]:
     """Commands that set every persisted field, so a step's state does not depend on the last."""
@@ -94,9 +119,11 @@ def full_state(model: str, prefix: str, count: int, value: float,
 
 
 # Longer and shorter states in turn, some over a page (4 KiB), where a killed write can be cut.
-STEPS = [full_state("/avatars/" + "a" * 3000 + ".vrm", "custom_", 150, 0.25, False),
+# As many names as the bridge keeps, long ones, so the third state is over a page on its own.
+STEPS = [full_state("/avatars/" + "a" * 3000 + ".vrm", "custom_" + "c" * 40, MAX_EXPRESSIONS,
+                    0.25, False),
          full_state("/avatars/b.vrm", "joy", 1, 0.5, True),
-         full_state("/avatars/c.vrm", "other_", 300, 0.75, False),
+         full_state("/avatars/c.vrm", "other_" + "o" * 50, MAX_EXPRESSIONS, 0.75, False),
          full_state("/avatars/d.vrm", "sorrow", 1, 1.0, True)]
 
 

@@ -22,6 +22,15 @@ ALIASES = {"happy": "joy", "sad": "sorrow", "relaxed": "fun", "surprise": "surpr
            "anger": "angry", "joyful": "joy"}
 MAX_NAME = 64
 MAX_PATH = 4096
+# Expression names kept besides the presets: every name is in `welcome` and the state file, so
+# without a bound any local process could grow them past the frame limit (config key to come:
+# unity_bridge.max_expressions).
+MAX_EXPRESSIONS = 64
+# The VRM 0.x blend shape presets (and the emotions the bridge sets): always accepted.
+PRESETS = frozenset({"neutral", "a", "i", "u", "e", "o", "blink", "blink_l", "blink_r",
+                     "lookup", "lookdown", "lookleft", "lookright", *EMOTIONS})
+# A state file is read from its end, at most this much: its last line is all that is needed.
+MAX_STATE_READ = 16 << 20
 # The state file gets a line per save; past this size the next save starts a fresh one.
 COMPACT_BYTES = 256 * 1024
 O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
@@ -115,9 +124,11 @@ PERSISTED = ("model", "expressions", "transition_speed", "auto_blink", "auto_hea
 class Avatar:
     """The bridge's model of the avatar; every method returns the messages to broadcast."""
 
-    def __init__(self, profile: str = "", state_file: Path | None = None) -> None:
+    def __init__(self, profile: str = "", state_file: Path | None = None,
+                 max_expressions: int = MAX_EXPRESSIONS) -> None:
         self.state = AvatarState(profile=profile)
         self.state_file = state_file
+        self.max_expressions = max_expressions
         self.request_id: int | None = None
         self.text = ""
         self.switching = False  # a profile switch runs: the chat worker stopping is not "idle"
@@ -132,6 +143,8 @@ class Avatar:
         clean = normalize(type_, data)
         s = self.state
         if type_ == "set_expression":
+            if clean["name"] not in s.expressions:
+                self._admit(clean["name"])
             if s.expressions.get(clean["name"]) != clean["value"]:
                 s.expressions[clean["name"]] = clean["value"]
                 self.dirty = True
@@ -145,6 +158,17 @@ class Avatar:
             setattr(s, attr, dict(value) if isinstance(value, dict) else value)
             self.dirty = True  # only a change is worth a write
         return clean
+
+    def _admit(self, name: str) -> None:
+        """Refuse a new name past the limit: a preset, or a name already kept, always goes."""
+        if name in PRESETS:
+            return
+        others = sum(1 for n in self.state.expressions if n not in PRESETS)
+        if others >= self.max_expressions:
+            raise CommandError(
+                f"at most {self.max_expressions} expression names besides the VRM presets "
+                f"(unity_bridge.max_expressions); '{name}' would be one more: set a name "
+                f"already in use, or reset_expressions first")
 
     def emotion(self, name: str, intensity: float) -> list[Outgoing]:
         """An emotion replaces the previous one: its preset goes to `intensity`, the others to 0."""
@@ -280,7 +304,7 @@ class Avatar:
         if self.state_file is None:
             return
         try:
-            saved = last_state(self.state_file.read_bytes())
+            saved = last_state(_read_tail(self.state_file, MAX_STATE_READ))
         except OSError:
             return
         if saved is None:
@@ -291,6 +315,20 @@ class Avatar:
                 setattr(self.state, key, saved[key])
         if isinstance(saved.get("model"), str):
             self.state.model = saved["model"]
+        self._bound_loaded_expressions()
+
+    def _bound_loaded_expressions(self) -> None:
+        """Keep of a saved state only what commands could have left: a file written before
+        the limit (or by hand) must not bring the bloat back. A trimmed file is rewritten."""
+        loaded = self.state.expressions
+        self.state.expressions = {}
+        for name, value in loaded.items():
+            try:
+                self.command("set_expression", {"name": name, "value": value})
+            except CommandError:
+                continue  # an invalid entry, or one past the limit
+        self.dirty = self.state.expressions != loaded
+        self.save()
 
 
 def last_state(raw: bytes) -> dict[str, Any] | None:
@@ -308,6 +346,14 @@ def last_state(raw: bytes) -> dict[str, Any] | None:
         if isinstance(saved, dict):
             return saved
     return None
+
+
+def _read_tail(path: Path, limit: int) -> bytes:
+    """The last `limit` bytes of a file (all of it when smaller): bounded work at start."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - limit))
+        return f.read(limit)
 
 
 def _write_all(fd: int, data: bytes) -> None:

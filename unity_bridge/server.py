@@ -284,6 +284,9 @@ class BridgeServer:
 
     # -- connections ---------------------------------------------------------------------
     def ready_handler(self, conn: Connection) -> Callable[[int], None]:
+        """A connection's poll handler. An error nobody expected (a bug this peer reached)
+        drops this connection only: what escapes a handler would end the bridge (see
+        workers/runtime.py), and one peer must not take down the others."""
         def on_ready(events: int) -> None:
             try:
                 if events & POLLOUT:
@@ -292,6 +295,11 @@ class BridgeServer:
                     self._on_readable(conn)
             except Closed as exc:
                 self._drop(conn, exc.reason)
+            except Exception as exc:
+                log.exception("%s (%s): serving it failed", conn.name, conn.peer)
+                self._drop(conn, f"internal error: {type(exc).__name__}", ErrorCode.INTERNAL,
+                           f"the bridge failed serving this connection ({type(exc).__name__}); "
+                           f"see its log; closing")
         return on_ready
 
     def _accept(self) -> None:

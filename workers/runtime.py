@@ -11,6 +11,15 @@ The bus thread is also a small event loop for workers whose work is I/O (the Uni
 `call_on_bus` runs a function there. Such a worker then answers the bus and its sockets on one
 thread, without a hand-off between threads on the way.
 
+Errors on the bus thread: a handler of one bus message that raises is a handled error (logged,
+a request answered INTERNAL), as on the main thread: that message is lost, nothing else. What
+escapes a watched socket's handler, a bus timer or a `call_on_bus` function ends the bus thread,
+and the excepthook the process (EXIT_THREAD_DIED): the runtime cannot know what state the
+worker's sockets are in, and living on would be worse than a restart: a socket whose handler
+fails stays ready and fails again on every poll, a failed timer or set-up task leaves the work
+half done, while the heartbeats, sent by this very thread, tell the supervisor all is well.
+Such code handles the errors it expects itself (the bridge drops the one connection).
+
 The supervisor writes boot info as one JSON line on our stdin and keeps the pipe open; EOF means
 the supervisor is gone (even killed with -9), and the worker exits at once. On Linux
 PR_SET_PDEATHSIG is set as well. Both work without signals on Windows only for the pipe, which
@@ -118,6 +127,7 @@ class WorkerRuntime:
         self._pending: dict[int, Handler] = {}  # our own requests -> reply callback
         self._bus_ready = threading.Event()
         self._watched: dict[int, Callable[[int], None]] = {}  # fd -> on_ready(events)
+        self._unwatched: set[int] = set()  # fds unwatched during the current poll batch
         self._bus_calls: collections.deque[Callable[[], None]] = collections.deque()
         self._bus_timers: list[list[Any]] = []  # [due, interval, fn], bus thread only
         self.on_request("ping", self._on_ping, inline=True)
@@ -185,7 +195,8 @@ class WorkerRuntime:
 
     # -- the bus thread as an event loop -------------------------------------------------
     def call_on_bus(self, fn: Callable[[], None]) -> None:
-        """Run `fn` on the bus thread soon, in order (from the bus thread: after this batch)."""
+        """Run `fn` on the bus thread soon, in order (from the bus thread: after this batch).
+        An exception it raises ends the process (see the module's docstring)."""
         self._bus_calls.append(fn)
         if threading.current_thread() is not self._bus_thread:
             self._to_bus([b"w"])
@@ -193,18 +204,22 @@ class WorkerRuntime:
     def watch(self, sock: Any, on_ready: Callable[[int], None],
               events: int = zmq.POLLIN) -> None:
         """Poll a socket (anything with fileno()) on the bus thread; bus thread only. Calling
-        it again changes the events; `unwatch` before closing the socket."""
+        it again changes the events; `unwatch` before closing the socket. `on_ready` handles
+        its own errors: one that escapes ends the process."""
         fd = sock.fileno()
         self._watched[fd] = on_ready
         self._poller.register(fd, events)
 
     def unwatch(self, sock: Any) -> None:
+        """Stop polling a socket; an event of it still in the current batch is dropped."""
         fd = sock.fileno()
         if self._watched.pop(fd, None) is not None:
             self._poller.unregister(fd)
+            self._unwatched.add(fd)
 
     def bus_every(self, interval: float, fn: Callable[[], None]) -> None:
-        """A periodic timer on the bus thread; `fn` must not block."""
+        """A periodic timer on the bus thread; `fn` must not block, nor raise (that ends the
+        process)."""
         self.call_on_bus(lambda: self._bus_timers.append(
             [time.monotonic() + interval, interval, fn]))
 
@@ -288,41 +303,51 @@ class WorkerRuntime:
             for timer in self._bus_timers:
                 if timer[0] <= now:
                     timer[0] = now + timer[1]
-                    self._guard(timer[2])
+                    timer[2]()  # no guard: an exception ends the thread (module docstring)
                 due = min(due, timer[0])
             while self._bus_calls:
-                self._guard(self._bus_calls.popleft())
+                self._bus_calls.popleft()()
             timeout = max(0, int((due - time.monotonic()) * 1000)) + 1
+            self._unwatched.clear()
             for sock, events in poller.poll(timeout):
-                on_ready = self._watched.get(sock)
-                if on_ready is not None:
-                    try:
-                        on_ready(events)
-                    except Exception:
-                        log.exception("handling a watched socket failed")
-                    continue
-                for _ in range(1000):
-                    try:
-                        frames = sock.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    if sock is outbox and frames[0] == b"x":
-                        for s in (self.dealer, self.pub, self.sub, outbox):
-                            s.close(linger=1000)
-                        return
-                    if sock is outbox:
-                        self._route_out(frames)
-                    elif sock is self.sub:
-                        self._incoming(frames[-1], self._events)
-                    else:
-                        self._incoming(frames[-1], self._requests)
+                if isinstance(sock, int):  # watch() registers numbers, the bus its sockets
+                    self._on_watched(sock, events)
+                elif not self._drain_bus(sock, outbox):
+                    return
 
-    @staticmethod
-    def _guard(fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except Exception:
-            log.exception("bus thread task failed")
+    def _on_watched(self, fd: int, events: int) -> None:
+        """Hand a watched socket's event to its owner, unless the batch made it stale.
+
+        A handler earlier in the batch may have unwatched and closed this socket (a broadcast
+        that failed to send drops its client), and an accept may since have got the same
+        number for a new one: the event was about the old socket. Dropping it loses nothing,
+        as polling is level-triggered: a socket still ready is reported again next time.
+        """
+        if fd in self._unwatched:
+            return
+        on_ready = self._watched.get(fd)
+        if on_ready is not None:
+            on_ready(events)  # no guard: an exception ends the thread (module docstring)
+
+    def _drain_bus(self, sock: zmq.Socket, outbox: zmq.Socket) -> bool:
+        """Take what a bus socket has (bounded, so the others are not starved); False once
+        the main thread asked the bus thread to end (the sockets are closed then)."""
+        for _ in range(1000):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if sock is outbox and frames[0] == b"x":
+                for s in (self.dealer, self.pub, self.sub, outbox):
+                    s.close(linger=1000)
+                return False
+            if sock is outbox:
+                self._route_out(frames)
+            elif sock is self.sub:
+                self._incoming(frames[-1], self._events)
+            else:
+                self._incoming(frames[-1], self._requests)
+        return True
 
     def _route_out(self, frames: list[bytes]) -> None:
         kind = frames[0]

@@ -29,7 +29,7 @@ namespace AICompanion.Bridge.Protocol
         public const string Welcome = "welcome";
         /// <summary>Load a VRM model from a file path on the avatar's machine.</summary>
         public const string LoadModel = "load_model";
-        /// <summary>Set one expression (VRM preset or custom name); value is clamped to 0..1. VRM 1.0 names (happy, sad, relaxed) map to joy, sorrow, fun.</summary>
+        /// <summary>Set one expression (VRM preset or custom name); value is clamped to 0..1. VRM 1.0 names (happy, sad, relaxed) map to joy, sorrow, fun. Besides the VRM presets, at most 64 names are kept (unity_bridge.max_expressions): a new one past that is refused with INVALID_FIELD until reset_expressions.</summary>
         public const string SetExpression = "set_expression";
         /// <summary>Set every expression back to 0.</summary>
         public const string ResetExpressions = "reset_expressions";
