@@ -139,6 +139,9 @@ SCHEMA: dict[str, Any] = {
                                 doc="a client silent this long is dropped"),
         "max_errors": Opt(int, 10, min=1, max=100_000, doc="bad frames before a close"),
         "max_clients": Opt(int, 16, min=1, max=1024),
+        "max_expressions": Opt(int, 64, min=0, max=1024,
+                               doc="expression names kept besides the VRM presets; a new one "
+                                   "past it is refused"),
     },
     "gpu_monitoring": {
         "interval_s": Opt(NUM, 5.0, min=0.5, max=3600, doc="seconds between readings"),

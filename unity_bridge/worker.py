@@ -15,7 +15,7 @@ from typing import Any
 
 from protocol.codec import Envelope
 from protocol.messages import AVATAR, PROTOCOL_VERSION, REGISTRY, ErrorCode, Kind
-from unity_bridge.avatar import MAX_EXPRESSIONS, Avatar, CommandError
+from unity_bridge.avatar import Avatar, CommandError
 from unity_bridge.server import BridgeServer, Limits
 from workers.runtime import WorkerRuntime
 
@@ -62,7 +62,7 @@ class BridgeWorker:
         # unity_bridge.max_expressions once the config schema has it; the default until then.
         self.avatar = Avatar(profile=str(rt.config["ai"]["gpu_profile"]),
                              state_file=rt.data_dir / "run" / STATE_FILE,
-                             max_expressions=int(cfg.get("max_expressions", MAX_EXPRESSIONS)))
+                             max_expressions=int(cfg["max_expressions"]))
         self.server = BridgeServer(limits_from(cfg), self.avatar, rt.publish, rt,
                                    self.on_clients)
         self.streaming = False  # subscribed to STREAM_EVENTS
