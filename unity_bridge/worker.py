@@ -59,10 +59,9 @@ class BridgeWorker:
     def __init__(self, rt: WorkerRuntime, cfg: dict[str, Any]) -> None:
         self.rt = rt
         self.cfg = cfg
-        # unity_bridge.max_expressions once the config schema has it; the default until then.
         self.avatar = Avatar(profile=str(rt.config["ai"]["gpu_profile"]),
                              state_file=rt.data_dir / "run" / STATE_FILE,
-                             max_expressions=int(cfg["max_expressions"]))
+                             max_expressions=cfg["max_expressions"])
         self.server = BridgeServer(limits_from(cfg), self.avatar, rt.publish, rt,
                                    self.on_clients)
         self.streaming = False  # subscribed to STREAM_EVENTS
