@@ -225,6 +225,8 @@ def observed(rows: Rows, lat: dict[str, list[float]], cold: list[float],
                  "(ready again)")
     rows.missing("worker_stop", "supervisor -> worker during stop/switch; its effect is in the "
                  "switch figures")
+    rows.missing("activate", "supervisor -> warm spare once per start; its effect is in the "
+                 "switch figures and bench.recovery (ready again)")
     rows.missing("auto_switch", "needs GPU pressure (NVML or a --gpu-trace replay); this "
                  "machine has no GPU")
     rows.missing("shutdown", "ends the stack; timed by harness stop, not as IPC")
