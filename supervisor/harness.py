@@ -15,7 +15,9 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from protocol.bus import BusClient, BusInfo
 from supervisor.config import DEFAULT_PROFILES, REPO_ROOT, validate
 
 ROOT = REPO_ROOT
+CONSOLE_LINES = 10_000
 RELOAD_PROFILE = "cpu_reload"
 
 
@@ -68,12 +71,18 @@ class Stack:
         self.config_path.write_text(json.dumps(config))
         self.proc: subprocess.Popen | None = None
         self._client: BusClient | None = None
+        self._console: deque[str] = deque(maxlen=CONSOLE_LINES)
+        self._drain: threading.Thread | None = None
 
     def start(self, *args: str, ready: bool = True) -> Stack:
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "launch.py"), "--headless", "--config",
              str(self.config_path), *args], cwd=ROOT, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT)
+        # Read the console all along: a full pipe would block the supervisor in a log write.
+        self._drain = threading.Thread(target=self._read_console, args=(self.proc,),
+                                       daemon=True, name="stack-console")
+        self._drain.start()
         wait_for(lambda: BusInfo.load(self.data_dir / "run") or self.proc.poll() is not None,
                  30, "the supervisor's run file")
         assert self.proc.poll() is None, self.output()
@@ -117,10 +126,18 @@ class Stack:
                                str(self.config_path), *args], cwd=ROOT, capture_output=True,
                               text=True, timeout=timeout)
 
+    def _read_console(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            self._console.append(raw.decode("utf-8", "replace"))
+
     def output(self) -> str:
-        if self.proc and self.proc.stdout and self.proc.poll() is not None:
-            return self.proc.stdout.read().decode("utf-8", "replace")
-        return ""
+        """The supervisor's console (its last CONSOLE_LINES lines) once it has exited."""
+        if self.proc is None or self.proc.poll() is None:
+            return ""
+        if self._drain is not None:
+            self._drain.join(timeout=5)
+        return "".join(self._console)
 
     def stop(self) -> None:
         if self._client is not None:
@@ -133,8 +150,8 @@ class Stack:
             except subprocess.TimeoutExpired:
                 kill_tree(self.proc.pid)
                 self.proc.wait(5)
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
+        if self._drain is not None:
+            self._drain.join(timeout=5)
 
 
 def kill_tree(pid: int) -> None:
