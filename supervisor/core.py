@@ -127,6 +127,7 @@ class Supervisor:
             self._every(lc.check_interval, lc.check_liveness)
             self._every(self.cfg["supervisor"]["stats_interval_s"], self._publish_stats)
             self._every(1.0, lc.expire_queued)
+            self._every(1.0, lc.boot_idle_spares)
             while not lc.done:
                 self._tick()
         finally:

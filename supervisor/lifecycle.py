@@ -195,6 +195,13 @@ class Lifecycle:
             assert child.proc is not None
             child.proc.kill()
 
+    def boot_idle_spares(self) -> None:
+        """A spare boots while its worker runs and has nothing to do: its interpreter and
+        imports (0.2 s of CPU) compete neither with a load nor with a reply."""
+        for child in self.children.values():
+            if child.state is State.RUNNING and not child.in_flight and not child.queue:
+                self._boot_spare(child)
+
     def expire_queued(self) -> None:
         limit = self.sup_cfg["queue_timeout_s"]
         now = self.host.now()
@@ -323,7 +330,6 @@ class Lifecycle:
             self._switch = None
         while child.queue and child.state is State.RUNNING:
             self._forward(child, child.queue.popleft())
-        self._boot_spare(child)  # after the load, so it does not compete with it
 
     def _on_progress(self, child: Child, env: Envelope) -> None:
         if child.state is State.STARTING:

@@ -86,6 +86,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.lc = Lifecycle(cfg, self.host, self.out)
         _every(self.host, self.lc.check_interval, self.lc.check_liveness)
         _every(self.host, 1.0, self.lc.expire_queued)
+        _every(self.host, 1.0, self.lc.boot_idle_spares)
         self._step(set(WORKERS), self.lc.start_enabled)
 
     # -- helpers ---------------------------------------------------------------------------
