@@ -14,6 +14,7 @@ from typing import Any
 from bench.chaos.faults import KILL, STOP, Fault
 from bench.chaos.ledger import CLOSED, COMPLETED, ERROR, LOST, Ledger, Record
 from bench.chaos.observer import Life
+from bench.ipc.stats import summary
 from protocol.messages import ErrorCode
 
 REGISTERED = {int(c) for c in ErrorCode}
@@ -37,6 +38,7 @@ def requests(ledger: Ledger) -> dict[str, Any]:
         "chats_retried": sum(r.retries > 0 for r in chats),
         "chats_completed_after_retry": sum(r.retries > 0 and r.outcome == COMPLETED
                                            for r in chats),
+        "chat_s": summary([r.ended - r.sent for r in chats if r.outcome == COMPLETED]),
         "chat_errors": sum(r.outcome == ERROR for r in chats),
         "chat_errors_without_token": len(silent_errors),
         "chat_errors_without_token_examples": [_brief(r) for r in silent_errors[:10]],
@@ -89,7 +91,8 @@ def exits(lives: dict[str, list[Life]], fs: list[Fault],
 def sigstops(lives: dict[str, list[Life]], fs: list[Fault], heartbeat_s: float
              ) -> list[dict[str, Any]]:
     """For each SIGSTOP: when the supervisor called the process hung (its life ended), and
-    when the replacement was ready."""
+    when the very next process of that worker was ready. One the bench itself had to kill
+    at its end, or whose replacement was killed before it was ready, is marked so."""
     out = []
     for f in fs:
         if f.kind != STOP or f.detail:
@@ -100,13 +103,18 @@ def sigstops(lives: dict[str, list[Life]], fs: list[Fault], heartbeat_s: float
             out.append({"worker": f.worker, "pid": f.pid, "error": "its end was not seen"})
             continue
         life = ls[idx]
-        nxt = next((n for n in ls[idx + 1:] if n.ready is not None), None)
-        noticed = life.ended - f.t
+        if not life.reason.startswith("hung"):
+            out.append({"worker": f.worker, "pid": f.pid, "skipped": life.reason})
+            continue
+        noticed = (life.ended or 0.0) - f.t
         row: dict[str, Any] = {"worker": f.worker, "pid": f.pid, "reason": life.reason,
                                "noticed_s": noticed, "noticed_heartbeats": noticed / heartbeat_s}
+        nxt = ls[idx + 1] if idx + 1 < len(ls) else None
         if nxt is not None and nxt.ready is not None:
-            row["start_s"] = nxt.ready - life.ended
+            row["start_s"] = nxt.ready - (life.ended or 0.0)
             row["replaced_s"] = nxt.ready - f.t
+        else:
+            row["start_s"] = None  # its replacement did not get to ready (killed, or the end)
         out.append(row)
     return out
 

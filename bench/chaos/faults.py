@@ -72,9 +72,14 @@ class FaultLoop(threading.Thread):
             self.bus.close()
 
     def stop(self) -> None:
+        """Stop faulting. A process still stopped is left to the supervisor's hang check for
+        a few seconds (so its SIGSTOP is measured), then killed: none is left behind."""
         self.stop_flag.set()
         self.join(self.timeout_s + 5)
-        for pid in self.stopped_pids:  # never leave a stopped process behind
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(p) for p in self.stopped_pids):
+            time.sleep(0.05)
+        for pid in self.stopped_pids:
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
 
@@ -102,10 +107,13 @@ class FaultLoop(threading.Thread):
                     name == chat_name)
 
     def _mark(self, fault: Fault) -> None:
+        """Write the fault down, and leave its worker alone for a while: one `kill_every_s`,
+        three after a SIGSTOP (the hang check, then a start, are timed from it)."""
         self.faults.append(fault)
-        self._last[fault.worker] = fault.t
+        quiet_until = fault.t + (2 * self.every if fault.kind == STOP else 0.0)
+        self._last[fault.worker] = quiet_until
         if fault.chat_worker:
-            self._last_chat = fault.t
+            self._last_chat = quiet_until
 
     def signal(self, name: str, pid: int, state: str, kind: str, chat: bool) -> None:
         """Only a process that is still the supervisor's child: psutil checks the pid was not
@@ -242,6 +250,13 @@ class ResetStorm(threading.Thread):
     def stop(self) -> None:
         self.stop_flag.set()
         self.join(10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _welcomed(sock: socket.socket) -> bool:

@@ -5,13 +5,15 @@ envelopes, an oversized length, a truncated frame, an abrupt reset, a half-open 
 connection, a slowloris dribbling a frame byte by byte, or a flood of distinct expression
 names. A session ends with an RST, a FIN, or a half-close after which every answer of the
 bridge is read and checked (a registry message; an error's code registered). It runs in its
-own process, so its CPU and its GIL are not the good client's. Prints one JSON line.
+own process at a lower priority (nice 10), so its CPU and its GIL are not taken from the
+bridge or the good client it is measured against. Prints one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import socket
 import sys
@@ -315,7 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-s", type=float, default=300.0, help="stop by then, however far")
     ap.add_argument("--max-frame", type=int, default=1 << 20, help="the bridge's frame limit")
+    ap.add_argument("--nice", type=int, default=10,
+                    help="lower our priority: on a small machine the fuzzer's own CPU would "
+                         "otherwise be taken from the bridge it measures (0: as is)")
     args = ap.parse_args(argv)
+    if args.nice and hasattr(os, "nice"):
+        os.nice(args.nice)
     fuzz = Fuzz(args.port, args.frames, args.names, args.connections, args.seed, args.max_s,
                 args.max_frame)
     print(json.dumps(fuzz.run()), flush=True)

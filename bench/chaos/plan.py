@@ -40,13 +40,13 @@ class Plan:
     # -- the rest --
     thread_deaths: int = 5
     extra_supervisor_kills: int = 2  # more kill -9s of a small stack: do folders pile up?
-    reserve_s: float = 25.0  # kept for the drain, checks and the supervisor kill
+    reserve_s: float = 40.0  # for the requests in flight, the checks, the supervisor kills
 
     @classmethod
     def short(cls, budget_s: float = 60.0, seed: int = 1) -> Plan:
         return cls(budget_s, seed, fuzz_frames=4_000, fuzz_max_s=12.0, fuzz_names=300,
                    idle_s=2.0, after_s=2.0, chat_timeout_s=40.0, thread_deaths=2,
-                   extra_supervisor_kills=0, reserve_s=6.0)
+                   extra_supervisor_kills=0, reserve_s=15.0)
 
     @classmethod
     def full(cls, budget_s: float, seed: int = 1) -> Plan:

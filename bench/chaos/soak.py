@@ -49,12 +49,16 @@ def run(stack: Stack, port: int, plan: Plan, ledger: Ledger, seconds: float,
         time.sleep(min(10.0, max(0.0, end - time.monotonic())))
         log(f"  soak: {len(faults.faults)} faults, {len(ledger.records)} requests, "
             f"{max(0.0, end - time.monotonic()):.0f} s left")
+    t_stop = time.monotonic()
     faults.stop()
     resets.stop()
+    log(f"  soak: faults stopped in {time.monotonic() - t_stop:.1f} s; waiting for the "
+        f"requests in flight ...")
     for c in clients:
         c.stop()
     for c in clients:
         c.join(plan.chat_timeout_s + 10)
+    log(f"  soak: stopped in {time.monotonic() - t_stop:.1f} s")
     failures = [f"{t.name}: {t.failure!r}" for t in (*clients, faults, resets)
                 if t.failure is not None]
     failures += [f"{t.name}: still running" for t in (*clients, faults) if t.is_alive()]
