@@ -19,8 +19,11 @@ import pytest
 
 from supervisor.config import REPO_ROOT
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32",
-                                reason="the soak uses SIGKILL and SIGSTOP")
+# Its own time limit: a request in flight at the end is waited for while it still streams,
+# and on a busy machine the chat worker's nice-10 compute threads get little CPU.
+pytestmark = [pytest.mark.skipif(sys.platform == "win32",
+                                 reason="the soak uses SIGKILL and SIGSTOP"),
+              pytest.mark.timeout(900)]
 SECONDS = 60
 
 
@@ -29,7 +32,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out: Path = tmp_path_factory.mktemp("chaos")
     proc = subprocess.run([sys.executable, "-m", "bench.chaos", "--seconds", str(SECONDS),
                            "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=SECONDS * 4)
+                          timeout=800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (out / "chaos.md").read_text(encoding="utf-8").startswith("# Chaos soak")
     return json.loads((out / "chaos.json").read_text(encoding="utf-8"))

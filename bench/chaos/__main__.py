@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 import tempfile
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fuzz-frames", type=int, help="hostile frames (default 100 000, short "
                     "4 000)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    ap.add_argument("--keep", type=Path, help="run the stacks in this new folder and keep it "
+                    "(their logs, memory.sqlite) for a post-mortem; default: a temporary one")
     args = ap.parse_args(argv)
     budget = args.seconds if args.seconds else (args.minutes or 10) * 60
     plan = Plan.short(budget, args.seed) if budget <= 120 else Plan.full(budget, args.seed)
@@ -37,8 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.fuzz_frames:
         plan = plan.with_(fuzz_frames=args.fuzz_frames)
     command = "python -m bench.chaos " + shlex.join(argv if argv is not None else sys.argv[1:])
-    with tempfile.TemporaryDirectory(prefix="chaos-") as d:
-        res = runner.run(plan, Path(d), command.strip(), lambda m: print(m, flush=True))
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            args.keep.mkdir(parents=True)
+            work = args.keep
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chaos-")))
+        res = runner.run(plan, work, command.strip(), lambda m: print(m, flush=True))
     print(report.write(res, args.out))
     print(f"wrote {args.out / 'chaos.json'} and chaos.md")
     return 0

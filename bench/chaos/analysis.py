@@ -39,6 +39,9 @@ def requests(ledger: Ledger) -> dict[str, Any]:
         "chats_completed_after_retry": sum(r.retries > 0 and r.outcome == COMPLETED
                                            for r in chats),
         "chat_s": summary([r.ended - r.sent for r in chats if r.outcome == COMPLETED]),
+        "longest_silence_s": max((r.longest_silence for r in recs), default=0.0),
+        "answered_after_30s_silence": sum(r.longest_silence > 30 and r.outcome != LOST
+                                          for r in recs),
         "chat_errors": sum(r.outcome == ERROR for r in chats),
         "chat_errors_without_token": len(silent_errors),
         "chat_errors_without_token_examples": [_brief(r) for r in silent_errors[:10]],

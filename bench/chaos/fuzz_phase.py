@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from bench.chaos import names_check
 from bench.chaos.plan import REPO, Plan
 from bench.chaos.probe import GoodClient, RssSampler, rss
 from bench.ipc.stats import summary
@@ -38,6 +39,7 @@ def bridge(bus: BusClient) -> dict[str, Any]:
 
 
 def run(bus: BusClient, port: int, plan: Plan) -> dict[str, Any]:
+    t_begin = time.time()
     before = bridge(bus)
     pid = int(before["pid"])
     good = GoodClient(port, plan.probe_every_s)
@@ -69,11 +71,18 @@ def run(bus: BusClient, port: int, plan: Plan) -> dict[str, Any]:
     after = bridge(bus)
     welcome_after = welcome_figures(port)
     crashes = max(after["restarts"] - before["restarts"], int(after["pid"] != pid))
+    names = names_check.run(port, plan.names_check)
+    during = sorted(zip(good.samples.get("during", []), good.sent.get("during", []),
+                        strict=True), reverse=True)
     return {
         "command": " ".join(["python", "-m", "bench.chaos.fuzz", *cmd[3:]]),
-        "window": [t0, t1], "fuzz": fuzz,
+        "window": [t_begin, time.time()], "fuzzer_window": [t0, t1], "fuzz": fuzz,
         "good_client": {phase: summary(good.samples.get(phase, []))
                         for phase in ("idle", "during", "after")},
+        "good_client_slowest": [{"ms": round(rtt * 1e3, 2), "at_s": round(t - t0, 2)}
+                                for rtt, t in during[:10]],
+        "names_check": names,
+        "names_check_bridge_restarts": bridge(bus)["restarts"] - after["restarts"],
         "good_client_timeouts": good.timeouts, "good_client_reconnects": good.reconnects,
         "bridge_pid_before": pid, "bridge_pid_after": after["pid"],
         "bridge_crashes": crashes, "bridge_last_exit": after["last_exit"],

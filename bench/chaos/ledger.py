@@ -3,6 +3,11 @@
 A request ends exactly once: `completed` (its final reply), `error` (an error reply, with its
 code), `closed` (Unity wire only: the connection dropped under it, which the client sees), or
 `lost`: no final reply within its timeout. Lost is what must never happen.
+
+On the bus the timeout counts from the request's last sign of life (sent, a token, a retry
+notice), as the CLI's does: a chat whose compute threads (nice 10) are starved by other work
+on the machine is slow, not lost, while it still streams. `longest_silence` shows how close
+each came.
 """
 
 from __future__ import annotations
@@ -31,6 +36,14 @@ class Record:
     tokens: int = 0  # chat_token replies received (chats)
     retries: int = 0  # request_retry replies received (chats)
     reply: str = ""  # the final reply's text (chats)
+    last_seen: float = 0.0  # the last sign of life: sent, or its latest reply
+    longest_silence: float = 0.0  # seconds, between two signs of life
+
+    def alive(self) -> None:
+        """A reply to it came now."""
+        now = time.time()
+        self.longest_silence = max(self.longest_silence, now - (self.last_seen or self.sent))
+        self.last_seen = now
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

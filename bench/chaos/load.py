@@ -3,7 +3,7 @@
 Each is a thread with its own connection that sends one request at a time until told to stop
 (or its deadline passes), and writes every request and its outcome in the ledger. A request
 is never abandoned: the loop waits for its final reply up to its timeout, so stopping a
-client costs at most one timeout.
+client costs at most what its request in flight still takes.
 """
 
 from __future__ import annotations
@@ -60,16 +60,19 @@ class Client(threading.Thread):
 
 def await_final(bus: BusClient, rec: Record, msg_id: int,
                 on_progress: Callable[[Any], None] = lambda env: None) -> None:
-    """Read replies to `msg_id` until its final one, an error, or its timeout (lost)."""
+    """Read replies to `msg_id` until its final one, an error, or `timeout_s` without any
+    reply (lost)."""
     final = REGISTRY[rec.type].final
-    deadline = rec.sent + rec.timeout_s
+    rec.last_seen = rec.sent
     while True:
-        left = deadline - time.time()
+        left = rec.last_seen + rec.timeout_s - time.time()
         try:
             env = bus.recv_for(msg_id, max(0.001, left))
         except TimeoutError:
-            Ledger.close(rec, LOST, message=f"no final reply within {rec.timeout_s:g} s")
+            Ledger.close(rec, LOST, message=f"no reply for {rec.timeout_s:g} s, and no final "
+                                            f"reply ({rec.tokens} tokens before)")
             return
+        rec.alive()
         if env.type == "error":
             Ledger.close(rec, ERROR, env.data.get("code"), str(env.data.get("message", "")))
             return

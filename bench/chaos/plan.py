@@ -24,7 +24,7 @@ class Plan:
     kill_every_s: float = 3.0  # faults that hit the chat worker are at least this far apart
     chat_clients: int = 2
     chat_max_tokens: int = 12
-    chat_timeout_s: float = 60.0  # no final reply by then: lost
+    chat_timeout_s: float = 180.0  # no reply for this long, none final: lost (the CLI's wait)
     request_timeout_s: float = 30.0  # other bus and wire requests
     resets_per_s: float = 5.0  # Unity clients that vanish with an RST
     sigstop_share: float = 0.08
@@ -34,6 +34,7 @@ class Plan:
     fuzz_connections: int = 8
     fuzz_max_s: float = 300.0
     fuzz_names: int = 5_000  # distinct expression names in the flood
+    names_check: int = 1_000  # and in the counted flood after it
     idle_s: float = 10.0  # good client alone, before the fuzz
     after_s: float = 10.0  # and after it
     probe_every_s: float = 0.01
@@ -45,8 +46,8 @@ class Plan:
     @classmethod
     def short(cls, budget_s: float = 60.0, seed: int = 1) -> Plan:
         return cls(budget_s, seed, fuzz_frames=4_000, fuzz_max_s=12.0, fuzz_names=300,
-                   idle_s=2.0, after_s=2.0, chat_timeout_s=40.0, thread_deaths=2,
-                   extra_supervisor_kills=0, reserve_s=15.0)
+                   names_check=200, idle_s=2.0, after_s=2.0,
+                   thread_deaths=2, extra_supervisor_kills=0, reserve_s=15.0)
 
     @classmethod
     def full(cls, budget_s: float, seed: int = 1) -> Plan:
@@ -63,13 +64,13 @@ def stack_config(plan: Plan, port: int) -> dict[str, Any]:
     """The soak's stack: a fixed Unity port (clients come back to it after a bridge restart,
     as the avatar does), fast heartbeats so a SIGSTOP is seen in under a second, a restart
     budget it cannot exhaust (it measures recovery, not the crash limit), queues that answer
-    before a client would call a request lost, GPU readings from a replayed trace."""
+    (TIMEOUT) before a client would call a request lost, GPU readings from a replayed trace."""
     return {
         "version": 1,
         "supervisor": {"heartbeat_interval_s": 0.25, "heartbeat_misses": 3,
                        "backoff_initial_s": 0.05, "backoff_max_s": 0.5,
                        "max_restarts": 10_000, "restart_window_s": 30,
-                       "queue_timeout_s": plan.chat_timeout_s / 2, "stats_interval_s": 0.5,
+                       "queue_timeout_s": 60.0, "stats_interval_s": 0.5,
                        "stop_timeout_s": 3.0, "terminate_timeout_s": 2.0,
                        "drain_timeout_s": 10.0},
         "unity_bridge": {"port": port, "handshake_timeout_s": 2.0, "ping_interval_s": 1.0,

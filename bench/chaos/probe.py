@@ -21,7 +21,8 @@ class GoodClient(threading.Thread):
         super().__init__(daemon=True, name="chaos-good-client")
         self.port, self.every_s, self.timeout_s = port, every_s, timeout_s
         self.phase = "idle"
-        self.samples: dict[str, list[float]] = {}
+        self.samples: dict[str, list[float]] = {}  # round trips, seconds
+        self.sent: dict[str, list[float]] = {}  # and when each was sent (time.time())
         self.timeouts: dict[str, int] = {}
         self.reconnects = 0
         self.stop_flag = threading.Event()
@@ -61,6 +62,7 @@ class GoodClient(threading.Thread):
         try:
             t, _ = conn.request_timed("ping", {}, self.timeout_s)
             self.samples.setdefault(phase, []).append(t - t0)
+            self.sent.setdefault(phase, []).append(t0)
         except TimeoutError:
             self.timeouts[phase] = self.timeouts.get(phase, 0) + 1
         except (BridgeClosed, BridgeError, OSError):

@@ -154,12 +154,19 @@ def findings(res: dict[str, Any]) -> list[str]:
         out.append(f"{req['chat_errors_without_token']} chats ended in an error (codes "
                    f"{', '.join(codes)}) without ever producing a token, e.g. "
                    f"\"{req['chat_errors_without_token_examples'][0]['message']}\"")
-    names_sent = fz["fuzz"].get("distinct_names", 0)
-    kept = fz["welcome_after"].get("expressions")
-    if names_sent and kept is not None and kept >= names_sent / 2:
-        out.append(f"the bridge keeps every distinct expression name: {kept} in welcome after "
-                   f"a flood of {names_sent} (welcome {fz['welcome_before'].get('bytes')} -> "
-                   f"{fz['welcome_after'].get('bytes')} bytes)")
+    names = fz["names_check"]
+    if names["kept"] >= 0.9 * names["sent"]:
+        out.append(f"the bridge keeps every distinct expression name: {names['kept']} of a "
+                   f"flood of {names['sent']} kept, welcome now {names['welcome_bytes']} bytes "
+                   f"(the flood took {names['took_s']:.1f} s)")
+    hb, misses = res["run"]["heartbeat_s"], res["run"]["heartbeat_misses"]
+    late = [s for s in res["sigstops"] if s.get("noticed_s", 0) > misses * hb]
+    if late:
+        out.append(f"{len(late)} of {len(res['sigstops'])} SIGSTOPs were called hung after more "
+                   f"than {misses} heartbeats (at most "
+                   f"{max(s['noticed_heartbeats'] for s in late):.2f}): the hang is declared "
+                   f"after more than {misses} heartbeats of silence, counted from the last "
+                   f"heartbeat, at the next check")
     if "error" in fz["welcome_after"]:
         out.append(f"a client could not connect after the fuzz: {fz['welcome_after']['error']}")
     if not mem["consistent"]:
@@ -172,6 +179,12 @@ def findings(res: dict[str, Any]) -> list[str]:
     if res["supervisor_kills"] and not res["supervisor_kills"][-1]["cli_says_stale"]:
         out.append("after a kill -9 of the supervisor the CLI does not call the run file "
                    f"stale: \"{res['supervisor_kills'][-1]['cli_said'][:200]}\"")
+    busy = res["contention"]["soak"]["mean"]
+    if busy is not None and busy > 0.25:
+        out.append(f"the machine was shared: other processes used {busy:.2f} of "
+                   f"{res['contention']['cores']} cores on average during the soak (at most "
+                   f"{res['contention']['soak']['max']:.2f}), "
+                   f"{res['contention']['fuzz']['mean']} during the fuzz; timings suffer")
     out += [f"bench problem: {f}" for f in res["soak"]["failures"]]
     return out
 
@@ -202,7 +215,9 @@ def markdown(res: dict[str, Any]) -> str:
               f"{_f(cs.get('p50_ms', 0) / 1e3, 1)} s median, {_f(cs.get('max_ms', 0) / 1e3, 1)} s "
               f"at most, queue and re-runs included), "
               f"{req['chats_retried']} re-run after a fault ({req['chats_completed_after_retry']}"
-              f" of them completed). Conversation memory: {mem['completed_with_text']} completed "
+              f" of them completed); the longest a request waited between two replies: "
+              f"{req['longest_silence_s']:.1f} s. Conversation memory: "
+              f"{mem['completed_with_text']} completed "
               f"chats with a reply checked, {mem['missing']} missing, {mem['wrong_reply']} with "
               f"another reply, {mem['stored_twice']} stored twice, {mem['text_without_reply']} "
               f"texts without their reply, integrity {mem['integrity']}.", "",
@@ -221,6 +236,13 @@ def markdown(res: dict[str, Any]) -> str:
         s = fz["good_client"][phase]
         lines.append(f"| {phase} | {s.get('n', 0)} | {_f(s.get('p50_ms'))} | "
                      f"{_f(s.get('p99_ms'))} | {_f(s.get('max_ms'))} |")
+    nc = fz["names_check"]
+    lines += ["", "Slowest pings during the fuzz (seconds after it began): "
+              + ", ".join(f"{s['ms']:.1f} ms at {s['at_s']:.0f} s"
+                          for s in fz["good_client_slowest"][:5]) + ".", "",
+              f"Counted name flood after the fuzz: {nc['sent']} distinct names on one "
+              f"connection, {nc['ok']} accepted, errors {nc['errors'] or '-'}, {nc['kept']} kept "
+              f"in welcome ({nc['welcome_bytes']} bytes), {nc['took_s']:.1f} s."]
     lines += ["", f"Bridge RSS: start {_f(fz['rss_start_mb'], 1)} MB, peak "
               f"{_f(fz['rss_peak_mb'], 1)} MB, after {_f(fz['rss_after_mb'], 1)} MB. Welcome "
               f"before: {fz['welcome_before']}; after: {fz['welcome_after']}.", ""]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.chaos import analysis, fuzz_phase, memory_check, soak, supervisor_kill, thread_death
+from bench.chaos.contention import Contention
 from bench.chaos.ledger import Ledger
 from bench.chaos.observer import Observer, lives
 from bench.chaos.plan import Plan, small_stack_config, stack_config
@@ -47,6 +48,8 @@ def free_port() -> int:
 
 def run(plan: Plan, tmp: Path, command: str, log: Any = print) -> dict[str, Any]:
     t_start, wall_start = time.monotonic(), time.time()
+    contention = Contention()
+    contention.start()
     port = free_port()
     cfg = stack_config(plan, port)
     (tmp / "stack").mkdir()
@@ -103,6 +106,9 @@ def run(plan: Plan, tmp: Path, command: str, log: Any = print) -> dict[str, Any]
             res["supervisor_kills"].append(supervisor_kill.run(small))
         finally:
             small.stop()
+    contention.stop()
+    res["contention"] = contention.summary({"fuzz": tuple(res["fuzz"]["fuzzer_window"]),
+                                            "soak": tuple(res["soak"]["window"])})
     res["run"]["elapsed_s"] = time.monotonic() - t_start
     return res
 
