@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.chaos.faults import KILL, STOP, Fault
+from bench.chaos.faults import EMERGENCY, KILL, STOP, SWITCH, Fault
 from bench.chaos.ledger import CLOSED, COMPLETED, ERROR, LOST, Ledger, Record
 from bench.chaos.observer import Life
 from bench.ipc.stats import summary
@@ -70,23 +70,27 @@ def faults(fs: list[Fault]) -> dict[str, Any]:
 
 
 def exits(lives: dict[str, list[Life]], fs: list[Fault],
-          windows: dict[str, tuple[float, float]], also_ours: set[int]) -> dict[str, Any]:
-    """Each worker's ended lives: by our kill or SIGSTOP (or `also_ours`: the thread deaths),
-    by a stop we asked for (a profile switch), or unexplained (a crash). Unexplained ones are
-    placed in the named windows."""
-    ours = {f.pid for f in fs if f.kind in (KILL, STOP)} | also_ours
+          windows: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """Each worker's ended lives: by one of our faults (a kill, a SIGSTOP, a thread death: the
+    same worker and pid, while that life lasted), by a stop we asked for (a profile switch),
+    or unexplained: a crash, placed in the named window it fell in."""
+    def ours(life: Life) -> bool:
+        return any(f.worker == life.worker and f.pid == life.pid and f.kind != SWITCH
+                   and f.kind != EMERGENCY and (not f.t or life.started - 1 <= f.t
+                                                <= (life.ended or f.t) + 1) for f in fs)
+
     out: dict[str, Any] = {}
     for name, ls in lives.items():
         ended = [life for life in ls if life.ended is not None]
-        crashes = [life for life in ended if life.pid not in ours
-                   and not life.reason.startswith("stopped (")]
+        requested = [life for life in ended if life.reason.startswith("stopped (")]
+        by_us = [life for life in ended if ours(life) and life not in requested]
+        crashes = [life for life in ended if life not in by_us and life not in requested]
         out[name] = {
-            "lives": len(ls), "ended": len(ended),
-            "ended_by_us": sum(life.pid in ours for life in ended),
-            "requested_stops": sum(life.reason.startswith("stopped (") for life in ended),
+            "lives": len(ls), "ended": len(ended), "ended_by_us": len(by_us),
+            "requested_stops": len(requested),
             "crashes": [{"pid": c.pid, "at": c.ended, "reason": c.reason,
                          "during": next((w for w, (a, b) in windows.items()
-                                         if a <= (c.ended or 0) <= b + 1), "between phases")}
+                                         if a <= (c.ended or 0) <= b), "between phases")}
                         for c in crashes]}
     return out
 

@@ -79,16 +79,26 @@ class Observer(threading.Thread):
             time.sleep(0.01)
 
 
-def lives(events: list[Event]) -> dict[str, list[Life]]:
+def lives(events: list[Event], running: dict[str, dict[str, Any]]) -> dict[str, list[Life]]:
     """Each worker's processes in order: a life starts at STARTING (which carries the pid)
-    and ends at the next BACKOFF, FATAL or EXITED."""
+    and ends at the next BACKOFF, FATAL or EXITED. `running` (a status reply's workers, taken
+    once the observer listened) gives the lives that began before it did."""
     out: dict[str, list[Life]] = {}
     current: dict[str, Life] = {}
+    first = min((e.ts for e in events), default=0.0)
+    for name, w in running.items():
+        if w.get("pid"):
+            life = Life(name, int(w["pid"]), first - float(w.get("uptime_s") or 0.0),
+                        first if w.get("state") == "RUNNING" else None)
+            out[name] = [life]
+            current[name] = life
     for e in events:
         if e.type != "worker_state":
             continue
         name, state = e.data["worker"], e.data["state"]
         if state == "STARTING" and e.data.get("pid"):
+            if name in current and current[name].pid == int(e.data["pid"]):
+                continue  # already known from `running`
             life = Life(name, int(e.data["pid"]), e.ts)
             out.setdefault(name, []).append(life)
             current[name] = life

@@ -22,7 +22,7 @@ class Plan:
     seed: int = 1
     # -- soak --
     kill_every_s: float = 3.0  # faults that hit the chat worker are at least this far apart
-    chat_clients: int = 2
+    chat_clients: int = 3  # a queue forms: chats wait, forwarded but not begun, at a kill
     chat_max_tokens: int = 12
     chat_timeout_s: float = 180.0  # no reply for this long, none final: lost (the CLI's wait)
     request_timeout_s: float = 30.0  # other bus and wire requests

@@ -15,9 +15,10 @@ from typing import Any
 
 from bench.chaos import analysis, fuzz_phase, memory_check, soak, supervisor_kill, thread_death
 from bench.chaos.contention import Contention
+from bench.chaos.faults import Fault
 from bench.chaos.ledger import Ledger
 from bench.chaos.observer import Observer, lives
-from bench.chaos.plan import Plan, small_stack_config, stack_config
+from bench.chaos.plan import VICTIM, Plan, small_stack_config, stack_config
 from supervisor.harness import Stack, wait_for
 
 
@@ -70,6 +71,7 @@ def run(plan: Plan, tmp: Path, command: str, log: Any = print) -> dict[str, Any]
         observer.ready.wait(10)
         bus = stack.new_client()
         cleanup.callback(bus.close)
+        running = bus.request("status", timeout=10).data["workers"]  # lives begun before
         log(f"thread deaths ({plan.thread_deaths}) ...")
         res["thread_death"] = thread_death.run(bus, observer, stack.data_dir, plan.thread_deaths)
         log(f"fuzz: {plan.fuzz_frames} frames, good client {plan.idle_s:g} s before and "
@@ -87,11 +89,12 @@ def run(plan: Plan, tmp: Path, command: str, log: Any = print) -> dict[str, Any]
         res["requests"] = analysis.requests(ledger)
         res["faults"] = analysis.faults(result.faults)
         res["fault_log"] = [f.to_json() for f in result.faults]
-        seen = lives(observer.events)
-        res["exits"] = analysis.exits(seen, result.faults, {
+        seen = lives(observer.events, running)
+        deaths = [Fault(0.0, "thread death", VICTIM, s["pid"], "RUNNING", False)
+                  for s in res["thread_death"]["samples"] if "pid" in s]
+        res["exits"] = analysis.exits(seen, result.faults + deaths, {
             "thread deaths": (wall_start, res["fuzz"]["window"][0]),
-            "fuzz": tuple(res["fuzz"]["window"]), "soak": result.window},
-            {s["pid"] for s in res["thread_death"]["samples"] if "pid" in s})
+            "fuzz": tuple(res["fuzz"]["window"]), "soak": result.window})
         res["sigstops"] = analysis.sigstops(seen, result.faults, res["run"]["heartbeat_s"])
         res["bridge_log"] = analysis.log_exceptions(stack.data_dir / "logs", "unity_bridge")
         chats = [r for r in ledger.snapshot() if r.type == "chat"]
