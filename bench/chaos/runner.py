@@ -3,12 +3,10 @@ checks, then the supervisor's kill -9 (and a few more on small stacks)."""
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import platform
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,25 +18,6 @@ from bench.chaos.ledger import Ledger
 from bench.chaos.observer import Observer, lives
 from bench.chaos.plan import VICTIM, Plan, small_stack_config, stack_config
 from supervisor.harness import Stack, wait_for
-
-
-def drain_console(stack: Stack, keep: int = 200) -> collections.deque[bytes]:
-    """Read the stack's console (launch.py's stdout and stderr) as it comes.
-
-    The harness gives launch.py a pipe and reads it only at the end; the supervisor logs
-    every state change to its console too, so a soak's few hundred restarts fill the pipe
-    and the supervisor then blocks in a log write, taking the whole stack with it. The last
-    lines are kept (the full logs are in the data dir's logs/)."""
-    tail: collections.deque[bytes] = collections.deque(maxlen=keep)
-    out = stack.proc.stdout if stack.proc is not None else None
-
-    def pump() -> None:
-        with contextlib.suppress(OSError, ValueError):  # closed by Stack.stop
-            for line in iter(out.readline, b""):
-                tail.append(line)
-    if out is not None:
-        threading.Thread(target=pump, daemon=True, name="chaos-console").start()
-    return tail
 
 
 def free_port() -> int:
@@ -56,7 +35,6 @@ def run(plan: Plan, tmp: Path, command: str, log: Any = print) -> dict[str, Any]
     (tmp / "stack").mkdir()
     log("starting the stack ...")
     stack = Stack(tmp / "stack", cfg).start()
-    drain_console(stack)
     res: dict[str, Any] = {"run": {
         "command": command, "short": plan.budget_s <= 120, "seed": plan.seed,
         "host": f"{platform.system()} {platform.machine()}, "
@@ -104,7 +82,6 @@ def run(plan: Plan, tmp: Path, command: str, log: Any = print) -> dict[str, Any]
     for i in range(plan.extra_supervisor_kills):
         (tmp / f"small{i}").mkdir()
         small = Stack(tmp / f"small{i}", small_stack_config()).start()
-        drain_console(small)
         try:
             res["supervisor_kills"].append(supervisor_kill.run(small))
         finally:
