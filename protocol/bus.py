@@ -330,7 +330,7 @@ def connect(run_dir: Path, **kw) -> BusClient:
         raise BusError(f"no companion stack is running for {run_dir.parent} "
                        f"(start one with: python launch.py)", ErrorCode.WORKER_UNAVAILABLE)
     if not info.is_live():
-        raise BusError(f"the stack that wrote {run_dir / RUN_FILE} (supervisor pid "
-                       f"{info.supervisor_pid}) is no longer running; start one with: "
+        raise BusError(f"stale run file: the stack that wrote {run_dir / RUN_FILE} (supervisor "
+                       f"pid {info.supervisor_pid}) is no longer running; start one with: "
                        f"python launch.py", ErrorCode.WORKER_UNAVAILABLE)
     return BusClient(info, **kw)

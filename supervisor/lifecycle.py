@@ -128,9 +128,7 @@ class Lifecycle:
         elif child is not None and ms.kind is Kind.REPLY:
             self._on_worker_reply(child, env)
         elif child is not None and env.type == "heartbeat":
-            child.on_heartbeat(self.host.now())
-            if child.activation_pending:  # a promoted spare that was not connected yet
-                child.activation_pending = not self._activate(child)
+            self._on_heartbeat(child)
         elif child is not None and env.type == "ready":
             self._on_ready(child, env)
         elif child is not None and env.type == "progress":
@@ -177,23 +175,36 @@ class Lifecycle:
             self._gone_for_good(child, child.last_exit)
 
     def check_liveness(self) -> None:
-        """Kill what stopped heartbeating (hung) or is still not ready at its deadline."""
+        """Kill what is still not ready at its deadline (a hang has a timer per heartbeat)."""
         now = self.host.now()
         for child in self.children.values():
-            if child.state not in (State.STARTING, State.RUNNING) or child.kill_reason:
-                continue
-            spec = child.spec
-            if child.last_heartbeat and now - child.last_heartbeat > spec.hung_after_s:
-                why = f"hung: no heartbeat for {now - child.last_heartbeat:.2f} s"
-            elif child.state is State.STARTING and now > child.ready_deadline:
-                why = (f"not ready within ready_timeout_s ({spec.ready_timeout_s:g} s"
-                       + (" after its last progress" if child.progress else "") + ")")
-            else:
-                continue
-            log.warning("%s: %s; killing pid %s", child.name, why, child.pid)
-            child.kill_reason = why
-            assert child.proc is not None
-            child.proc.kill()
+            if child.state is State.STARTING and not child.kill_reason \
+                    and now > child.ready_deadline:
+                spec = child.spec
+                self._kill_as(child, f"not ready within ready_timeout_s ({spec.ready_timeout_s:g} "
+                                     f"s{' after its last progress' if child.progress else ''})")
+
+    def _on_heartbeat(self, child: Child) -> None:
+        """Each heartbeat sets the moment its worker counts as hung: heartbeat_misses
+        intervals of silence from now, to the timer's precision (not a periodic check's)."""
+        child.on_heartbeat(self.host.now())
+        if child.activation_pending:  # a promoted spare that was not connected yet
+            child.activation_pending = not self._activate(child)
+        generation, beats = child.generation, child.heartbeats
+
+        def still_silent() -> None:
+            if (child.generation == generation and child.heartbeats == beats
+                    and child.state in (State.STARTING, State.RUNNING)
+                    and not child.kill_reason):
+                silent = self.host.now() - child.last_heartbeat
+                self._kill_as(child, f"hung: no heartbeat for {silent:.2f} s")
+        self.host.call_later(child.spec.hung_after_s, still_silent)
+
+    def _kill_as(self, child: Child, why: str) -> None:
+        log.warning("%s: %s; killing pid %s", child.name, why, child.pid)
+        child.kill_reason = why
+        assert child.proc is not None
+        child.proc.kill()
 
     def boot_idle_spares(self) -> None:
         """A spare boots while its worker runs and has nothing to do: its interpreter and

@@ -46,7 +46,8 @@ def test_a_live_process_with_another_start_time_is_not_our_supervisor(tmp_path: 
     assert BusInfo.load(run_dir) is None
     result = cli_status(tmp_path)
     assert result.returncode == 1
-    assert (f"the stack that wrote {run_file} (supervisor pid {me.pid}) is no longer running; "
+    assert (f"stale run file: the stack that wrote {run_file} (supervisor pid {me.pid}) is no "
+            f"longer running; "
             f"start one with: python launch.py") in result.stderr, result.stderr
     # The control: the same pid with its own start time is the live writer.
     BusInfo("ipc://@x-router", "ipc://@x-xsub", "ipc://@x-xpub", "secret", me.pid,

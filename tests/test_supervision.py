@@ -181,8 +181,9 @@ def test_cli_calls_the_run_file_of_a_killed_stack_stale(make_stack, private_tmp:
     assert run_file.exists()
     result = stack.cli("status")
     assert result.returncode == 1
-    assert (f"the stack that wrote {run_file} (supervisor pid {info.supervisor_pid}) is no "
-            f"longer running; start one with: python launch.py") in result.stderr, result.stderr
+    assert (f"stale run file: the stack that wrote {run_file} (supervisor pid "
+            f"{info.supervisor_pid}) is no longer running; start one with: python launch.py"
+            ) in result.stderr, result.stderr
 
 
 @posix_only

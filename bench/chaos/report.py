@@ -155,7 +155,7 @@ def findings(res: dict[str, Any]) -> list[str]:
                    f"{', '.join(codes)}) without ever producing a token, e.g. "
                    f"\"{req['chat_errors_without_token_examples'][0]['message']}\"")
     names = fz["names_check"]
-    if names["kept"] >= 0.9 * names["sent"]:
+    if names["kept"] >= 0.9 * names["tried"]:
         out.append(f"the bridge keeps every distinct expression name: {names['kept']} of a "
                    f"flood of {names['sent']} kept, welcome now {names['welcome_bytes']} bytes "
                    f"(the flood took {names['took_s']:.1f} s)")
@@ -240,9 +240,11 @@ def markdown(res: dict[str, Any]) -> str:
     lines += ["", "Slowest pings during the fuzz (seconds after it began): "
               + ", ".join(f"{s['ms']:.1f} ms at {s['at_s']:.0f} s"
                           for s in fz["good_client_slowest"][:5]) + ".", "",
-              f"Counted name flood after the fuzz: {nc['sent']} distinct names on one "
-              f"connection, {nc['ok']} accepted, errors {nc['errors'] or '-'}, {nc['kept']} kept "
-              f"in welcome ({nc['welcome_bytes']} bytes), {nc['took_s']:.1f} s."]
+              f"Counted name flood after the fuzz: {nc['sent']} of {nc['tried']} distinct names "
+              f"sent on one connection, {nc['ok']} accepted, errors {nc['errors'] or '-'}"
+              f"{', then closed by the bridge' if nc['closed_by_bridge'] else ''}, "
+              f"{nc['kept']} kept in welcome ({nc['welcome_bytes']} bytes), "
+              f"{nc['took_s']:.1f} s."]
     lines += ["", f"Bridge RSS: start {_f(fz['rss_start_mb'], 1)} MB, peak "
               f"{_f(fz['rss_peak_mb'], 1)} MB, after {_f(fz['rss_after_mb'], 1)} MB. Welcome "
               f"before: {fz['welcome_before']}; after: {fz['welcome_after']}.", ""]
