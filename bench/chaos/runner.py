@@ -37,8 +37,7 @@ def run(plan: Plan, tmp: Path, command: str, log: Any = print) -> dict[str, Any]
     stack = Stack(tmp / "stack", cfg).start()
     res: dict[str, Any] = {"run": {
         "command": command, "short": plan.budget_s <= 120, "seed": plan.seed,
-        "host": f"{platform.system()} {platform.machine()}, "
-                f"{len(os.sched_getaffinity(0))} cores",
+        "host": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores",
         "heartbeat_s": cfg["supervisor"]["heartbeat_interval_s"],
         "heartbeat_misses": cfg["supervisor"]["heartbeat_misses"], "plan": plan.as_json()}}
     with contextlib.ExitStack() as cleanup:
