@@ -124,7 +124,7 @@ class Supervisor:
                  ", ".join(n for n, c in lc.children.items() if c.spec.enabled))
         try:
             lc.start_enabled()
-            self._every(lc.check_interval, lc.check_liveness)
+            self._every(lc.check_interval, lc.check_ready_deadlines)
             self._every(self.cfg["supervisor"]["stats_interval_s"], self._publish_stats)
             self._every(1.0, lc.expire_queued)
             self._every(1.0, lc.boot_idle_spares)

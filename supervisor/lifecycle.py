@@ -98,7 +98,8 @@ class Lifecycle:
 
     @property
     def check_interval(self) -> float:
-        """How often liveness and ready deadlines are checked: half the shortest heartbeat."""
+        """How often ready deadlines are checked: half the shortest heartbeat (a hang has a
+        timer of its own per heartbeat)."""
         return min((c.spec.heartbeat_interval_s for c in self.children.values()),
                    default=1.0) / 2
 
@@ -174,7 +175,7 @@ class Lifecycle:
             self._move(child, State.EXITED, child.last_exit)
             self._gone_for_good(child, child.last_exit)
 
-    def check_liveness(self) -> None:
+    def check_ready_deadlines(self) -> None:
         """Kill what is still not ready at its deadline (a hang has a timer per heartbeat)."""
         now = self.host.now()
         for child in self.children.values():

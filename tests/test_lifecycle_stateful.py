@@ -84,7 +84,7 @@ class SupervisorMachine(RuleBasedStateMachine):
             "stop_timeout_s": 2, "terminate_timeout_s": 1, "drain_timeout_s": 5}}, [])
         self.stubborn = stubborn
         self.lc = Lifecycle(cfg, self.host, self.out)
-        _every(self.host, self.lc.check_interval, self.lc.check_liveness)
+        _every(self.host, self.lc.check_interval, self.lc.check_ready_deadlines)
         _every(self.host, 1.0, self.lc.expire_queued)
         _every(self.host, 1.0, self.lc.boot_idle_spares)
         self._step(set(WORKERS), self.lc.start_enabled)
