@@ -37,7 +37,7 @@ namespace AICompanion.Bridge
         {
 #if AIC_VRM10
             var vrm10 = root.GetComponentInChildren<Vrm10Instance>();
-            if (vrm10 != null) return new Vrm10Target(vrm10);
+            if (vrm10 != null && vrm10.Vrm != null) return new Vrm10Target(vrm10);
 #endif
 #if AIC_UNIVRM0
             var proxy = root.GetComponentInChildren<VRMBlendShapeProxy>();
