@@ -96,6 +96,37 @@ ROLES = (CHAT, PROFILES, AVATAR, GPU)
 EMOTIONS = ("joy", "angry", "sorrow", "fun", "surprised")
 
 
+# -- Expression names: the ONE table from a wire name to UniVRM's presets ----------------------
+@dataclass(frozen=True)
+class ExpressionName:
+    """A wire expression name, the `UniVRM10.ExpressionPreset` member it sets on a VRM 1.0
+    model, and the `VRM.BlendShapePreset` member on a VRM 0.x model ("" when 0.x has no preset:
+    the model's custom clip of that name, in any case, e.g. VRoid's "Surprised")."""
+
+    wire: str
+    vrm10: str
+    vrm0: str
+
+
+EXPRESSIONS = (
+    ExpressionName("neutral", "neutral", "Neutral"), ExpressionName("joy", "happy", "Joy"),
+    ExpressionName("angry", "angry", "Angry"), ExpressionName("sorrow", "sad", "Sorrow"),
+    ExpressionName("fun", "relaxed", "Fun"), ExpressionName("surprised", "surprised", ""),
+    ExpressionName("aa", "aa", "A"), ExpressionName("ih", "ih", "I"),
+    ExpressionName("ou", "ou", "U"), ExpressionName("ee", "ee", "E"),
+    ExpressionName("oh", "oh", "O"), ExpressionName("blink", "blink", "Blink"),
+    ExpressionName("blink_l", "blinkLeft", "Blink_L"),
+    ExpressionName("blink_r", "blinkRight", "Blink_R"),
+    ExpressionName("lookup", "lookUp", "LookUp"),
+    ExpressionName("lookdown", "lookDown", "LookDown"),
+    ExpressionName("lookleft", "lookLeft", "LookLeft"),
+    ExpressionName("lookright", "lookRight", "LookRight"),
+)
+# Mouth shapes of the `viseme` stream (the vowel expressions above) and "sil", mouth closed.
+VISEMES = ("aa", "ih", "ou", "ee", "oh")
+VISEME_SILENCE = "sil"
+
+
 @dataclass(frozen=True)
 class Field:
     type: type | tuple[type, ...]
@@ -182,6 +213,12 @@ _AVATAR_SPECS: list[MessageSpec] = [
     MessageSpec("mouth", Kind.EVENT, AVATAR,
                 "Mouth opening 0..1 that follows the streamed text, for simple lip movement.",
                 {"value": Field(NUM)}, wire=Wire.TO_CLIENT, bus=False),
+    MessageSpec("viseme", Kind.EVENT, AVATAR, "Lip sync from the streamed reply text: the mouth "
+                "shapes of one piece, in order (aa, ih, ou, ee, oh; sil closes the mouth), one "
+                "per syllable. A client plays them at its own pace; mouth stays for a client "
+                "that only opens and closes.",
+                {"request_id": Field(int), "visemes": Field(list, doc="aa, ih, ou, ee, oh or sil")},
+                wire=Wire.TO_CLIENT, bus=False),
     MessageSpec("model_loaded", Kind.EVENT, UNITY, "The avatar client loaded a model.",
                 {"path": Field(str), "expressions": Field(list, False, "names it supports"),
                  "client": Field(str, False, _FROM_AVATAR)}, wire=Wire.FROM_CLIENT),

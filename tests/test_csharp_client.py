@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.harness import ROOT
-from tests.helpers.bridge import bridge_sections, free_port, live_bus
+from tests.helpers.bridge import BusPublisher, bridge_sections, connect, free_port, live_bus
 
 PROTOCOL_CS = sorted((ROOT / "unity_bridge" / "unity" / "Runtime" / "Protocol").glob("*.cs"))
 PROBE_CS = ROOT / "tests" / "csharp" / "BridgeProbe.cs"
@@ -90,6 +90,21 @@ def test_csharp_client_against_the_live_bridge(make_stack, probe) -> None:
         assert lines.expect("SET_EXPRESSION") == "SET_EXPRESSION joy 0.8"
         ev = bus.wait_event("clicked", timeout=30)
         assert ev.data == {"target": "head", "x": 0.25, "y": 0.75, "client": "mono-probe"}
+        # Lip sync: a reply piece on the real bus reaches the C# client as visemes, which its
+        # VisemePlayer plays in order.
+        watcher = connect(stack, "watcher")
+        pub = BusPublisher(stack)
+        try:
+            pub.prime(watcher)
+            pub.publish("chat_started", {"request_id": 11})
+            pub.publish("chat_delta", {"request_id": 11, "text": "Hello there", "index": 0})
+            assert lines.expect("VISEME") == "VISEME ee,oh,ee,ee"
+            assert lines.expect("PLAYED") == "PLAYED ee,oh,ee,ee"
+            pub.publish("chat_ended", {"request_id": 11, "text": "Hello there",
+                                       "cancelled": False})
+        finally:
+            pub.close()
+            watcher.close()
         # The bridge restarts: the C# client reconnects by itself and gets the state back.
         stack.client.request("restart", {"worker": "unity_bridge"})
         assert lines.expect("DISCONNECTED").startswith("DISCONNECTED ")

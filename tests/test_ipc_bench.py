@@ -24,7 +24,7 @@ FOOTPRINT_S = 3
 N = 200  # samples per type with --quick
 # Types that have no figure of their own, and what they point at or why not.
 ALIASES = {"pong": "ping", "status_reply": "status", "logs_reply": "logs", "welcome": "hello",
-           "speech": "chat_delta→TCP", "mouth": "chat_delta→TCP"}
+           "speech": "chat_delta→TCP", "mouth": "chat_delta→TCP", "viseme": "chat_delta→TCP"}
 NOT_MEASURED = {"chat", "heartbeat", "ready", "worker_stop", "activate", "auto_switch",
                 "shutdown"}
 IF_SEEN = {"progress"}  # sent only by a worker that reports its load, if one does

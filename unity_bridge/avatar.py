@@ -15,20 +15,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol.messages import CHAT, EMOTIONS
+from protocol.messages import CHAT, EMOTIONS, EXPRESSIONS
+from unity_bridge.visemes import visemes
 
-# VRM 1.0 preset names (and common spellings) -> the VRM 0.x names the wire uses.
-ALIASES = {"happy": "joy", "sad": "sorrow", "relaxed": "fun", "surprise": "surprised",
-           "anger": "angry", "joyful": "joy"}
+# VRM 1.0 and VRM 0.x preset names (lowercased, from the one table in protocol.messages) and
+# common spellings -> the wire's names: happy -> joy, blinkleft -> blink_l, a -> aa.
+ALIASES = {**{alias: e.wire for e in EXPRESSIONS for alias in (e.vrm10.lower(), e.vrm0.lower())
+              if alias and alias != e.wire},
+           "surprise": "surprised", "anger": "angry", "joyful": "joy"}
 MAX_NAME = 64
 MAX_PATH = 4096
 # Expression names kept besides the presets: every name is in `welcome` and the state file, so
 # without a bound any local process could grow them past the frame limit (config key to come:
 # unity_bridge.max_expressions).
 MAX_EXPRESSIONS = 64
-# The VRM 0.x blend shape presets (and the emotions the bridge sets): always accepted.
-PRESETS = frozenset({"neutral", "a", "i", "u", "e", "o", "blink", "blink_l", "blink_r",
-                     "lookup", "lookdown", "lookleft", "lookright", *EMOTIONS})
+# The table's names (the VRM presets, and the emotions the bridge sets): always accepted.
+PRESETS = frozenset({*(e.wire for e in EXPRESSIONS), *EMOTIONS})
 # A state file is read from its end, at most this much: its last line is all that is needed.
 MAX_STATE_READ = 16 << 20
 # The state file gets a line per save; past this size the next save starts a fresh one.
@@ -204,9 +206,12 @@ class Avatar:
                 return []  # a stale piece of a reply that already ended
             self.request_id = data["request_id"]
             self.text += data["text"]
+            shapes = visemes(data["text"])
             return [*self.set_state("speaking"),
                     ("speech", {"request_id": data["request_id"], "delta": data["text"],
                                 "text": self.text, "done": False}),
+                    *([("viseme", {"request_id": data["request_id"], "visemes": shapes})]
+                      if shapes else []),
                     ("mouth", {"value": mouth_open(data["text"])})]
         if type_ == "chat_ended":
             return [*self._end_speech(data["request_id"], data["text"]),

@@ -23,12 +23,15 @@ from protocol.messages import (
     AVATAR,
     CLIENT,
     ERROR_DOCS,
+    EXPRESSIONS,
     NUM,
     PROTOCOL_VERSION,
     REGISTRY,
     ROLES,
     SUPERVISOR,
     UNITY,
+    VISEME_SILENCE,
+    VISEMES,
     WORKER,
     ErrorCode,
     Field,
@@ -70,6 +73,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "mouth": {"value": 0.72},
     "model_loaded": {"path": "C:/avatars/alice.vrm", "expressions": ["joy", "angry", "blink"]},
     "clicked": {"target": "head", "x": 0.52, "y": 0.81},
+    "viseme": {"request_id": 42, "visemes": ["ee", "oh", "ee", "sil"]},
     "avatar_error": {"message": "file not found", "command": "load_model"},
     "progress": {"worker": "inference", "pid": 4242, "stage": "loading weights",
                  "fraction": 0.4},
@@ -230,8 +234,11 @@ def render_doc() -> str:
         "apply one: that error is published on the bus as `avatar_error`. The sender gets "
         "`ok` (or an `error`).",
         "- **Stream to the avatar.** `avatar_state` (idle, thinking, speaking, loading), "
-        "`speech` (reply text for a bubble), `mouth` (0..1 for simple lip movement) and "
-        "`set_expression` from the reply's emotion.",
+        "`speech` (reply text for a bubble), `viseme` (vowel mouth shapes of each piece, "
+        "for lip sync), `mouth` (0..1 for simple lip movement) and `set_expression` from the "
+        "reply's emotion.",
+        "- **Expression names** on the wire are lowercase; the table below is the one mapping "
+        "to UniVRM's presets (the Unity package's `ExpressionMap` is generated from it).",
         "- **Events from clients** (`model_loaded`, `clicked`, `avatar_error`) are published "
         "on the bus with the client's name added as `client`.",
         "- **Errors.** A bad frame is answered with an `error` (with `reply_to` when its id "
@@ -255,6 +262,7 @@ def render_doc() -> str:
     ]
     for s in wire:
         lines += _section(s, wire=True)
+    lines += expression_table()
     lines += ["## Bus-only message types", "",
               "Between the supervisor, the workers and bus clients (ZeroMQ; see README).", ""]
     for s in bus:
@@ -264,6 +272,26 @@ def render_doc() -> str:
     for code in ErrorCode:
         lines.append(f"| {int(code)} | `{code.name}` | {ERROR_DOCS[code]} |")
     return "\n".join(lines) + "\n"
+
+
+def expression_table() -> list[str]:
+    """The wire -> UniVRM mapping, for PROTOCOL.md and the package README (kept equal by a test)."""
+    return [
+        "### Expression names", "",
+        "`set_expression` names (any case; the bridge lowercases them and also takes the "
+        "VRM 1.0 and VRM 0.x spellings in the last two columns: `happy` and `Joy` both become "
+        "`joy`). A name not in this table is a custom expression: the model's own of that "
+        "name, matched in any case.", "",
+        "| wire | VRM 1.0 `ExpressionPreset` | VRM 0.x `BlendShapePreset` |",
+        "|---|---|---|",
+        *[f"| `{e.wire}` | `{e.vrm10}` | " + (f"`{e.vrm0}` |" if e.vrm0 else
+                                            f"none: the custom clip `{e.wire.capitalize()}` |")
+          for e in EXPRESSIONS],
+        "",
+        f"`viseme` shapes are the vowels {', '.join(f'`{v}`' for v in VISEMES)} and "
+        f"`{VISEME_SILENCE}` (mouth closed).",
+        "",
+    ]
 
 
 def _pascal(name: str) -> str:
@@ -323,7 +351,27 @@ def render_cs() -> str:
     for code in ErrorCode:
         out += [f"        /// <summary>{_cs_string(ERROR_DOCS[code])}</summary>",
                 f"        public const int {_pascal(code.name)} = {int(code)};"]
-    out += ["    }", "}"]
+    out += ["    }", ""]
+    out += [
+        "    /// <summary>The one table of expression names: the wire's, "
+        "UniVRM10.ExpressionPreset's and VRM.BlendShapePreset's (empty: no 0.x preset, a "
+        "custom clip of that name).</summary>",
+        "    public static partial class ExpressionMap",
+        "    {",
+        "        public static readonly string[] Wire = { "
+        + ", ".join(f'"{e.wire}"' for e in EXPRESSIONS) + " };",
+        "        public static readonly string[] Vrm10 = { "
+        + ", ".join(f'"{e.vrm10}"' for e in EXPRESSIONS) + " };",
+        "        public static readonly string[] Vrm0 = { "
+        + ", ".join(f'"{e.vrm0}"' for e in EXPRESSIONS) + " };",
+        "        /// <summary>Mouth shapes of the viseme stream; Silence closes the mouth."
+        "</summary>",
+        "        public static readonly string[] Visemes = { "
+        + ", ".join(f'"{v}"' for v in VISEMES) + " };",
+        f'        public static readonly string Silence = "{VISEME_SILENCE}";',
+        "    }",
+        "}",
+    ]
     return "\n".join(out) + "\n"
 
 

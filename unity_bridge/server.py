@@ -30,6 +30,7 @@ from protocol.codec import Envelope, ProtocolError, decode
 from protocol.framing import FrameDecoder, message
 from protocol.messages import PROTOCOL_VERSION, REGISTRY, ErrorCode, Kind, Wire
 from unity_bridge.avatar import Avatar, CommandError, Outgoing
+from unity_bridge.visemes import MAX_VISEMES
 
 log = logging.getLogger("unity_bridge")
 
@@ -91,13 +92,14 @@ class Connection:
         self.out = bytearray()  # what the kernel did not take yet
         self.speech: dict[str, Any] | None = None  # merged pieces waiting behind `out`
         self.mouth: dict[str, Any] | None = None
+        self.viseme: dict[str, Any] | None = None
         self.open = True
 
     # -- writing -------------------------------------------------------------------------
     def send(self, frame: bytes) -> None:
         if not self.open:
             return
-        if self.speech is not None or self.mouth is not None:
+        if self.speech is not None or self.mouth is not None or self.viseme is not None:
             self._unmerge()
         if self.out:
             self.out += frame
@@ -112,6 +114,13 @@ class Connection:
             self.send(frame)
         elif type_ == "mouth":
             self.mouth = data  # the newest opening is the only one worth showing
+        elif type_ == "viseme":  # a lagging mouth catches up: only the newest shapes are kept
+            if self.viseme is not None and self.viseme["request_id"] == data["request_id"]:
+                data = {**data, "visemes": (self.viseme["visemes"]
+                                            + data["visemes"])[-MAX_VISEMES:]}
+            elif self.viseme is not None:
+                self._unmerge()
+            self.viseme = data
         elif self.speech is not None and self.speech["request_id"] == data["request_id"]:
             self.speech = {**data, "delta": self.speech["delta"] + data["delta"]}
         else:
@@ -123,7 +132,7 @@ class Connection:
 
     def _unmerge(self) -> None:
         """Queue merged pieces as frames: whatever comes next must come after them."""
-        for type_ in ("speech", "mouth"):
+        for type_ in ("speech", "viseme", "mouth"):
             data = getattr(self, type_)
             if data is not None:
                 setattr(self, type_, None)
@@ -142,7 +151,7 @@ class Connection:
                                    POLLIN | POLLOUT)
 
     def on_writable(self) -> None:
-        while self.out or self.speech or self.mouth:
+        while self.out or self.speech or self.mouth or self.viseme:
             if not self.out:
                 self._unmerge()
             pending = self.out
@@ -235,7 +244,7 @@ class BridgeServer:
             return 0
         msg_id = next(self._ids) if REGISTRY[type_].kind is Kind.REQUEST else None
         frame = message(type_, data, id=msg_id)
-        piece = type_ == "mouth" or (type_ == "speech" and not data["done"])
+        piece = type_ in ("mouth", "viseme") or (type_ == "speech" and not data["done"])
         for conn in targets:
             if msg_id is not None:
                 conn.remember(msg_id, type_)

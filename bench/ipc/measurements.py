@@ -216,7 +216,7 @@ def observed(rows: Rows, lat: dict[str, list[float]], cold: list[float],
     else:
         rows.missing("progress", "none during the run: a worker sends it only while it loads, "
                      "to push its ready deadline forward")
-    for type_ in ("speech", "mouth"):  # bridge -> TCP client only, timed from the bridge's ts
+    for type_ in ("speech", "mouth", "viseme"):  # bridge -> TCP client only, from the bridge ts
         rows.alias(type_, "chat_delta→TCP",
                    "made by the bridge from each chat_delta: see chat_delta→TCP")
     rows.missing("heartbeat", "worker -> supervisor only, never republished; the largest gap "

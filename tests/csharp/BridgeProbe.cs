@@ -75,6 +75,23 @@ public static class BridgeProbe
                 });
                 Say("SENT clicked");
             }
+            else if (ev.Envelope.Type == MessageTypes.Viseme)
+            {
+                // The lip-sync stream: print it, then play it as AvatarDriver would each frame.
+                var shapes = ev.Envelope.GetList("visemes");
+                Say("VISEME " + string.Join(",", shapes.Select(x => (string)x)));
+                var player = new VisemePlayer { SecondsPerShape = 0.05 };
+                player.Enqueue(shapes);
+                var played = new List<string>();
+                int queued = player.Queued;
+                for (int i = 0; i < 500 && (player.Current != null || player.Queued > 0); i++)
+                {
+                    player.Tick(0.01);  // 10 ms frames: one shape starts at most per frame
+                    if (player.Queued < queued && player.Current != null) played.Add(player.Current);
+                    queued = player.Queued;
+                }
+                Say("PLAYED " + string.Join(",", played));
+            }
             else
             {
                 Say("MESSAGE " + ev.Envelope.Type);

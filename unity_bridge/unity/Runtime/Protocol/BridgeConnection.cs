@@ -10,6 +10,8 @@ using System.IO;
 using System.Net.Sockets;
 using System.Threading;
 
+[assembly: System.Runtime.CompilerServices.InternalsVisibleTo("AICompanion.Bridge.Tests.Editor")]
+
 namespace AICompanion.Bridge.Protocol
 {
     public enum BridgeEventKind { Connected, Message, Disconnected }
@@ -57,6 +59,8 @@ namespace AICompanion.Bridge.Protocol
         private long _nextId;
         private long _lastRxTicks;
         private volatile bool _connected;
+        private volatile bool _stopped;
+        private TcpClient _connecting;
 
         public BridgeConnection(string host, int port, string clientName, string token = null)
         {
@@ -73,23 +77,55 @@ namespace AICompanion.Bridge.Protocol
 
         public void Start()
         {
+            if (_stopped) throw new InvalidOperationException("a stopped BridgeConnection does not start again: make a new one");
             if (_thread != null) return;
-            _stop.Reset();
             _thread = new Thread(Run) { IsBackground = true, Name = "companion-bridge" };
             _thread.Start();
         }
 
+        /// <summary>Stop for good, without waiting: the socket (connected or still connecting)
+        /// is closed, so the thread ends at once, on its own. Safe to call from anywhere,
+        /// Unity's main thread included (leaving Play mode never waits on a hung connect).</summary>
         public void Stop()
         {
+            _stopped = true;
             _stop.Set();
             CloseSocket();
-            if (_thread != null && _thread != Thread.CurrentThread) _thread.Join(2000);
             _thread = null;
         }
+
+        /// <summary>True once Stop was called.</summary>
+        public bool IsStopped { get { return _stopped; } }
 
         public void Dispose() { Stop(); }
 
         public bool TryDequeue(out BridgeEvent ev) { return _events.TryDequeue(out ev); }
+
+        /// <summary>Queue an event as if the connection thread had (edit-mode tests).</summary>
+        internal void Post(BridgeEvent ev) { _events.Enqueue(ev); }
+
+        /// <summary>Hand at most max queued events to handle, in order; stops early when the
+        /// connection is stopped (a handler may Stop it). A handler that throws is reported
+        /// to onError and the next event goes on. Returns how many were handled.</summary>
+        public int Drain(int max, Action<BridgeEvent> handle, Action<Exception> onError = null)
+        {
+            int n = 0;
+            BridgeEvent ev;
+            while (n < max && !_stopped && _events.TryDequeue(out ev))
+            {
+                n++;
+                try
+                {
+                    handle(ev);
+                }
+                catch (Exception e)
+                {
+                    if (onError == null) throw;
+                    onError(e);
+                }
+            }
+            return n;
+        }
 
         /// <summary>Send a message; requests get a fresh id, which is returned (else 0).
         /// Returns -1 when not connected: the message is dropped, the bridge's state replay
@@ -140,6 +176,7 @@ namespace AICompanion.Bridge.Protocol
                 }
                 _connected = false;
                 CloseSocket();
+                if (_stopped) break;  // the owner is gone: nothing more to report
                 if (wasConnected || fatal || attempt == 0)
                     _events.Enqueue(new BridgeEvent { Kind = BridgeEventKind.Disconnected, Reason = reason, Fatal = fatal });
                 if (fatal || !AutoReconnect) break;
@@ -153,15 +190,26 @@ namespace AICompanion.Bridge.Protocol
         private void Open()
         {
             var tcp = new TcpClient { NoDelay = true };
-            var pending = tcp.BeginConnect(Host, Port, null, null);
-            if (!pending.AsyncWaitHandle.WaitOne(ConnectTimeoutMs))
+            lock (_writeLock) _connecting = tcp;  // Stop closes it, ending a hung connect
+            try
             {
-                tcp.Close();
-                throw new IOException("connect to " + Host + ":" + Port + " timed out");
+                if (_stopped) throw new IOException("stopped");
+                var pending = tcp.BeginConnect(Host, Port, null, null);
+                int woke = WaitHandle.WaitAny(new[] { pending.AsyncWaitHandle, _stop }, ConnectTimeoutMs);
+                if (woke != 0)
+                {
+                    tcp.Close();
+                    throw new IOException(woke == 1 ? "stopped" : "connect to " + Host + ":" + Port + " timed out");
+                }
+                tcp.EndConnect(pending);
             }
-            tcp.EndConnect(pending);
+            finally
+            {
+                lock (_writeLock) _connecting = null;
+            }
             lock (_writeLock)
             {
+                if (_stopped) { tcp.Close(); throw new IOException("stopped"); }
                 _tcp = tcp;
                 _stream = tcp.GetStream();
             }
@@ -263,6 +311,7 @@ namespace AICompanion.Bridge.Protocol
             {
                 if (_heartbeat != null) { _heartbeat.Dispose(); _heartbeat = null; }
                 if (_tcp != null) { _tcp.Close(); _tcp = null; }
+                if (_connecting != null && _stopped) _connecting.Close();
                 _stream = null;
             }
         }

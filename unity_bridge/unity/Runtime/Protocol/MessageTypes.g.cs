@@ -45,6 +45,8 @@ namespace AICompanion.Bridge.Protocol
         public const string Speech = "speech";
         /// <summary>Mouth opening 0..1 that follows the streamed text, for simple lip movement.</summary>
         public const string Mouth = "mouth";
+        /// <summary>Lip sync from the streamed reply text: the mouth shapes of one piece, in order (aa, ih, ou, ee, oh; sil closes the mouth), one per syllable. A client plays them at its own pace; mouth stays for a client that only opens and closes.</summary>
+        public const string Viseme = "viseme";
         /// <summary>The avatar client loaded a model.</summary>
         public const string ModelLoaded = "model_loaded";
         /// <summary>The user clicked the avatar.</summary>
@@ -56,7 +58,7 @@ namespace AICompanion.Bridge.Protocol
         public static readonly string[] ClientSends = { "error", "ping", "pong", "ok", "hello", "load_model", "set_expression", "reset_expressions", "set_transition_speed", "set_auto_blink", "set_auto_head_movement", "model_loaded", "clicked", "avatar_error" };
 
         /// <summary>Types the bridge may send to a client.</summary>
-        public static readonly string[] BridgeSends = { "error", "ping", "pong", "ok", "welcome", "load_model", "set_expression", "reset_expressions", "set_transition_speed", "set_auto_blink", "set_auto_head_movement", "avatar_state", "speech", "mouth" };
+        public static readonly string[] BridgeSends = { "error", "ping", "pong", "ok", "welcome", "load_model", "set_expression", "reset_expressions", "set_transition_speed", "set_auto_blink", "set_auto_head_movement", "avatar_state", "speech", "mouth", "viseme" };
 
         /// <summary>Types that are requests: they carry an id and want a reply.</summary>
         public static readonly string[] Requests = { "ping", "hello", "load_model", "set_expression", "reset_expressions", "set_transition_speed", "set_auto_blink", "set_auto_head_movement" };
@@ -105,5 +107,16 @@ namespace AICompanion.Bridge.Protocol
         public const int Cancelled = 302;
         /// <summary>the language model failed</summary>
         public const int ModelError = 303;
+    }
+
+    /// <summary>The one table of expression names: the wire's, UniVRM10.ExpressionPreset's and VRM.BlendShapePreset's (empty: no 0.x preset, a custom clip of that name).</summary>
+    public static partial class ExpressionMap
+    {
+        public static readonly string[] Wire = { "neutral", "joy", "angry", "sorrow", "fun", "surprised", "aa", "ih", "ou", "ee", "oh", "blink", "blink_l", "blink_r", "lookup", "lookdown", "lookleft", "lookright" };
+        public static readonly string[] Vrm10 = { "neutral", "happy", "angry", "sad", "relaxed", "surprised", "aa", "ih", "ou", "ee", "oh", "blink", "blinkLeft", "blinkRight", "lookUp", "lookDown", "lookLeft", "lookRight" };
+        public static readonly string[] Vrm0 = { "Neutral", "Joy", "Angry", "Sorrow", "Fun", "", "A", "I", "U", "E", "O", "Blink", "Blink_L", "Blink_R", "LookUp", "LookDown", "LookLeft", "LookRight" };
+        /// <summary>Mouth shapes of the viseme stream; Silence closes the mouth.</summary>
+        public static readonly string[] Visemes = { "aa", "ih", "ou", "ee", "oh" };
+        public static readonly string Silence = "sil";
     }
 }

@@ -1,9 +1,12 @@
 // The scene's link to the companion back end: owns a BridgeConnection (threads, reconnect)
-// and replays what it receives on Unity's main thread, in Update, as C# events.
+// and replays what it receives on Unity's main thread, in Update, as C# and Unity events.
+// It connects while enabled: disabling it closes the connection (nothing piles up unread),
+// enabling it connects again.
 using System;
 using System.Collections.Generic;
 using AICompanion.Bridge.Protocol;
 using UnityEngine;
+using UnityEngine.Events;
 
 namespace AICompanion.Bridge
 {
@@ -18,12 +21,23 @@ namespace AICompanion.Bridge
         [Tooltip("unity_bridge.token, when the back end has one")]
         public string token = "";
         public string clientName = "unity-avatar";
+        [Tooltip("Connect when enabled (and reconnect when enabled again)")]
         public bool connectOnStart = true;
         [Tooltip("Seconds before the first reconnect attempt; it doubles up to the maximum")]
         public float reconnectMinDelay = 0.5f;
         public float reconnectMaxDelay = 10f;
         [Tooltip("Messages handled per frame at most, so a burst never stalls a frame")]
         public int maxMessagesPerFrame = 256;
+
+        [Header("Events")]
+        [Tooltip("Handshake done (also after each reconnect)")]
+        public UnityEvent onConnected = new UnityEvent();
+        [Tooltip("The connection ended, with the reason; it reconnects unless the reason is fatal")]
+        public StringEvent onDisconnected = new StringEvent();
+        [Tooltip("idle, thinking, speaking or loading")]
+        public StringEvent onStateChanged = new StringEvent();
+        [Tooltip("The reply text so far, and true on the whole reply")]
+        public SpeechEvent onSpeech = new SpeechEvent();
 
         /// <summary>Handshake done; the argument is welcome (its data.state is the avatar state).</summary>
         public event Action<Envelope> Connected;
@@ -32,14 +46,32 @@ namespace AICompanion.Bridge
         /// <summary>The connection ended; it reconnects by itself unless the reason is fatal.</summary>
         public event Action<string> Disconnected;
 
+        /// <summary>idle, thinking, speaking or loading.</summary>
+        public string AvatarState { get; private set; }
+        /// <summary>The reply text so far (speech bubble).</summary>
+        public string SpeechText { get; private set; }
+        /// <summary>Why the connection last ended ("" while never disconnected).</summary>
+        public string LastDisconnectReason { get; private set; }
+
         private BridgeConnection _conn;
+        private Action<BridgeEvent> _dispatch;
 
         public bool IsConnected { get { return _conn != null && _conn.IsConnected; } }
 
-        private void Start()
+        private void Awake()
+        {
+            AvatarState = "idle";
+            SpeechText = "";
+            LastDisconnectReason = "";
+            _dispatch = Dispatch;
+        }
+
+        private void OnEnable()
         {
             if (connectOnStart) Connect();
         }
+
+        private void OnDisable() { Disconnect(); }
 
         public void Connect()
         {
@@ -52,6 +84,7 @@ namespace AICompanion.Bridge
             _conn.Start();
         }
 
+        /// <summary>Close the connection. Never blocks: a connect in progress is abandoned.</summary>
         public void Disconnect()
         {
             if (_conn == null) return;
@@ -61,20 +94,13 @@ namespace AICompanion.Bridge
 
         private void Update()
         {
-            if (_conn == null) return;
-            BridgeEvent ev;
-            for (int i = 0; i < maxMessagesPerFrame && _conn.TryDequeue(out ev); i++)
-            {
-                try
-                {
-                    Dispatch(ev);
-                }
-                catch (Exception e)
-                {
-                    Debug.LogException(e, this);  // one bad handler never stops the others
-                }
-            }
+            // A handler may call Disconnect or Connect: Drain stops on a stopped connection, and
+            // the local keeps this frame's one alive until then.
+            BridgeConnection conn = _conn;
+            if (conn != null) conn.Drain(maxMessagesPerFrame, _dispatch, LogHandlerError);
         }
+
+        private void LogHandlerError(Exception e) { Debug.LogException(e, this); }  // one bad handler never stops the others
 
         private void Dispatch(BridgeEvent ev)
         {
@@ -82,17 +108,36 @@ namespace AICompanion.Bridge
             {
                 case BridgeEventKind.Connected:
                     Debug.Log("[companion] connected to " + host + ":" + port, this);
+                    var state = ev.Envelope.GetMap("state");
+                    if (state != null) SetState(new Envelope("state", state).GetString("avatar_state", "idle"));
                     if (Connected != null) Connected(ev.Envelope);
+                    onConnected.Invoke();
                     break;
                 case BridgeEventKind.Disconnected:
                     if (ev.Fatal) Debug.LogError("[companion] " + ev.Reason + " (not retrying)", this);
                     else Debug.LogWarning("[companion] disconnected: " + ev.Reason + "; reconnecting", this);
+                    LastDisconnectReason = ev.Reason;
                     if (Disconnected != null) Disconnected(ev.Reason);
+                    onDisconnected.Invoke(ev.Reason);
                     break;
                 default:
-                    if (MessageReceived != null) MessageReceived(ev.Envelope);
+                    var env = ev.Envelope;
+                    if (env.Type == MessageTypes.AvatarState) SetState(env.GetString("state", "idle"));
+                    else if (env.Type == MessageTypes.Speech)
+                    {
+                        SpeechText = env.GetString("text", "");
+                        onSpeech.Invoke(SpeechText, env.GetBool("done"));
+                    }
+                    if (MessageReceived != null) MessageReceived(env);
                     break;
             }
+        }
+
+        private void SetState(string state)
+        {
+            if (state == AvatarState) return;
+            AvatarState = state;
+            onStateChanged.Invoke(state);
         }
 
         /// <summary>Send a command or an event; returns the request id, 0 for an event, -1 if
@@ -112,8 +157,6 @@ namespace AICompanion.Bridge
                 { "code", code }, { "message", message },
             });
         }
-
-        private void OnDestroy() { Disconnect(); }
 
         private void OnApplicationQuit() { Disconnect(); }
     }
