@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from protocol.bus import BusError, BusInfo
+from protocol.bus import run_file as bus_run_file
 from protocol.messages import ErrorCode
 from supervisor.harness import ROOT, Stack, pid_gone, wait_for
 
@@ -177,7 +178,7 @@ def test_kill_9_supervisor_leaves_no_socket_folder(make_stack, private_tmp: Path
 @posix_only
 def test_cli_calls_the_run_file_of_a_killed_stack_stale(make_stack, private_tmp: Path) -> None:
     stack, info = killed_stack(make_stack)
-    run_file = stack.data_dir / "run" / "bus.json"
+    run_file = bus_run_file(stack.data_dir / "run")
     assert run_file.exists()
     result = stack.cli("status")
     assert result.returncode == 1
@@ -190,7 +191,7 @@ def test_cli_calls_the_run_file_of_a_killed_stack_stale(make_stack, private_tmp:
 def test_next_launch_after_kill_9_removes_the_stale_run_file(make_stack,
                                                               private_tmp: Path) -> None:
     stack, info = killed_stack(make_stack)
-    run_file = stack.data_dir / "run" / "bus.json"
+    run_file = bus_run_file(stack.data_dir / "run")
     # A launch that stops at a bad option still clears what the dead one left...
     refused = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--headless", "--config",
                               str(stack.config_path), "--profile", "no-such-profile"], cwd=ROOT,
@@ -210,13 +211,16 @@ def test_sigterm_stops_everything_cleanly(make_stack) -> None:
     children = list(pids(stack).values())
     stack.client.close()
     stack._client = None
-    stack.proc.send_signal(signal.SIGTERM if sys.platform != "win32" else signal.CTRL_C_EVENT)
+    if sys.platform == "win32":
+        stack.interrupt()  # Ctrl-Break to the stack's own process group
+    else:
+        stack.proc.send_signal(signal.SIGTERM)
     assert stack.proc.wait(30) == 0
     assert all(pid_gone(p) for p in children)
     out = stack.output()
     assert "Traceback" not in out and "killed by" not in out, out
     assert out.count("-> EXITED (stopped (shutdown): exit code 0)") == 3, out
-    assert not (stack.data_dir / "run" / "bus.json").exists()
+    assert not bus_run_file(stack.data_dir / "run").exists()
     result = stack.cli("status")
     assert result.returncode != 0 and "no companion stack is running" in result.stderr
 
@@ -277,7 +281,7 @@ def test_queue_overflow_gets_an_explicit_error(make_stack) -> None:
 def test_private_bus_endpoints(make_stack) -> None:
     stack = make_stack().start()
     info = stack.client.info
-    run_file = stack.data_dir / "run" / "bus.json"
+    run_file = bus_run_file(stack.data_dir / "run")
     if sys.platform != "win32":
         assert stat.S_IMODE(run_file.stat().st_mode) == 0o600
     if sys.platform.startswith("linux"):  # abstract: no file; the secret below keeps others out
