@@ -91,11 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    try:
-        options = worker_options(args, cfg)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     data_dir = config_path.parent
     # The stack's OS lock, held until this process ends: a pid in a run file proves nothing.
     try:
@@ -111,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
               f"with: python -m supervisor shutdown", file=sys.stderr)
         return 1
     clear_leftovers(data_dir / "run")
+    try:
+        options = worker_options(args, cfg)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     setup_logging(data_dir, cfg)
     sup = Supervisor(cfg, data_dir, options)
     for name in ("SIGINT", "SIGTERM", "SIGBREAK"):

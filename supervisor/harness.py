@@ -30,6 +30,7 @@ import psutil
 
 from protocol.bus import BusClient, BusInfo
 from supervisor.config import DEFAULT_PROFILES, REPO_ROOT, validate
+from supervisor.spawning import spawn_plan
 
 ROOT = REPO_ROOT
 CONSOLE_LINES = 10_000
@@ -85,12 +86,19 @@ class Stack:
         self._console: deque[str] = deque(maxlen=CONSOLE_LINES)
         self._drain: threading.Thread | None = None
 
-    def start(self, *args: str, ready: bool = True) -> Stack:
+    def start(self, *args: str, ready: bool = True, console: bool = True) -> Stack:
+        """Start it; `console=False` (Windows) starts it as Unity or a shortcut would, with no
+        console at all (DETACHED_PROCESS): stop it with `cli("shutdown")` then."""
+        flags = 0
+        if WINDOWS:
+            flags = subprocess.CREATE_NEW_PROCESS_GROUP | (0 if console
+                                                           else subprocess.DETACHED_PROCESS)
+        # The interpreter itself, not a Windows venv's launcher: proc.pid is the supervisor's.
+        plan = spawn_plan(environ={})
         self.proc = subprocess.Popen(
-            [sys.executable, str(self.root / "launch.py"), "--headless", "--config",
-             str(self.config_path), *args], cwd=self.root, env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            creationflags=subprocess.CREATE_NEW_PROCESS_GROUP if WINDOWS else 0)
+            [*plan.python, str(self.root / "launch.py"), "--headless", "--config",
+             str(self.config_path), *args], cwd=self.root, env={**self.env, **plan.env},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, creationflags=flags)
         # Read the console all along: a full pipe would block the supervisor in a log write.
         self._drain = threading.Thread(target=self._read_console, args=(self.proc,),
                                        daemon=True, name="stack-console")

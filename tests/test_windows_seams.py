@@ -157,3 +157,21 @@ def test_log_rotation_renames_as_usual_when_it_can(tmp_path: Path) -> None:
     assert path.with_name("gpu_monitor.log.2").exists()
     kept = all_lines(path)
     assert kept == [f"line {i:03d} ü" for i in range(60 - len(kept), 60)] and len(kept) > 30
+
+
+def test_the_bridge_port_is_bound_with_the_option_given_before_bind() -> None:
+    """On Windows the option is SO_EXCLUSIVEADDRUSE (no other process can bind over our port);
+    here SO_KEEPALIVE stands in, to show it is set on the socket that listens."""
+    import socket
+
+    from unity_bridge.server import exclusive_listener
+
+    sock = exclusive_listener("127.0.0.1", 0, option=socket.SO_KEEPALIVE)
+    try:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        with socket.create_connection(sock.getsockname(), timeout=5):
+            conn, _ = sock.accept()
+            conn.close()
+    finally:
+        sock.close()
+    assert hasattr(socket, "SO_EXCLUSIVEADDRUSE") == (os.name == "nt")
