@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -302,8 +303,11 @@ def cmd_setup(args: list[str]) -> int:
 
 
 def cmd_run(args: list[str]) -> int:
-    """Run launch.py in the venv; Ctrl-C reaches the child too, so wait for its shutdown."""
+    """Run launch.py in the venv; Ctrl-C (Ctrl-Break on Windows) reaches the child too, so wait
+    for its shutdown and return its exit code."""
     setup()
+    if hasattr(signal, "SIGBREAK"):  # Windows: its default would end this process at once
+        signal.signal(signal.SIGBREAK, signal.SIG_IGN)
     proc = subprocess.Popen([str(venv_python()), "launch.py", *args], cwd=ROOT)
     while True:
         try:

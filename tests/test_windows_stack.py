@@ -45,7 +45,10 @@ def test_status_reports_the_pid_the_worker_runs_as_not_its_launcher(tmp_path: Pa
         launchers = {p.pid: p for p in sup.children() if str(LAUNCHER) in " ".join(p.cmdline())}
         for name in ("unity_bridge", "gpu_monitor"):
             w = stack.wait_state(name, "RUNNING", 30)
-            launcher = next(pid for pid in launchers if real_worker(pid).pid == w["pid"])
+            real = {real_worker(pid).pid: pid for pid in launchers}
+            assert w["pid"] in real, f"{name}: status says pid {w['pid']}; the processes that " \
+                f"run workers are {sorted(real)}, their launchers {sorted(launchers)}"
+            launcher = real[w["pid"]]
             worker = real_worker(launcher)
             assert w["pid"] == worker.pid != launcher
             assert "-m" in worker.cmdline()  # the interpreter running the worker's module
