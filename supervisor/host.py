@@ -114,15 +114,20 @@ class OsProcess:
         return self._last_output
 
     def terminate(self) -> None:
+        self._to_worker(psutil.Process.terminate)
         with contextlib.suppress(OSError):
             self.proc.terminate()
 
     def kill(self) -> None:
-        if self.pid != self.proc.pid and self._ps is not None:  # the worker, then its launcher
-            with contextlib.suppress(psutil.Error):
-                self._ps.kill()
+        self._to_worker(psutil.Process.kill)
         with contextlib.suppress(OSError):
             self.proc.kill()
+
+    def _to_worker(self, action: Callable[[psutil.Process], None]) -> None:
+        """Behind a launcher: the worker first (the launcher then exits with its code)."""
+        if self.pid != self.proc.pid and self._ps is not None:
+            with contextlib.suppress(psutil.Error):
+                action(self._ps)
 
     def release(self) -> None:
         """Closing stdin ends the pipe on our side (the worker's parent watch reads it)."""
