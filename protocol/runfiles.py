@@ -41,8 +41,9 @@ def run_files_dir(run_dir: Path, platform: str = sys.platform,
     if platform != "win32":
         return run_dir
     # One folder per data dir, so two checkouts (or two test stacks) never share a lock.
-    # Windows paths are case-insensitive: C:\\Companion and c:\\companion are one stack.
-    name = str(run_dir.absolute()).replace("/", "\\").lower()
+    # Windows paths are case-insensitive (C:\\Companion and c:\\companion are one stack), and
+    # resolve() spells 8.3 short names (RUNNER~1) out, so every way of naming it agrees.
+    name = str(run_dir.resolve()).replace("/", "\\").lower()
     key = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
     return local_app_data(environ) / APP_NAME / "run" / key
 
