@@ -56,10 +56,11 @@ class StackLock:
         self.path = path
 
     @classmethod
-    def acquire(cls, run_dir: Path, wait_s: float = 0.5) -> StackLock | None:
+    def acquire(cls, run_dir: Path, wait_s: float = 2.0) -> StackLock | None:
         """The lock, or None when another process holds it (a stack runs).
 
-        It tries for `wait_s`: a client that probes the lock holds it for a moment.
+        It tries for `wait_s`: a client that probes the lock holds it for a moment, and Windows
+        releases a dead process's locks "depending on available system resources".
         """
         folder = run_files_dir(run_dir)
         folder.mkdir(parents=True, exist_ok=True)
