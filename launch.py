@@ -1,21 +1,25 @@
 """Start the companion: the supervisor, which starts and watches every worker.
 
-Ctrl-C or SIGTERM stops everything cleanly; control it with `python -m supervisor`.
+Ctrl-C, SIGTERM, and on Windows Ctrl-Break or closing the console, stop everything cleanly;
+control it with `python -m supervisor`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import logging.handlers
 import signal
 import sys
+import threading
 from pathlib import Path
 
-from protocol.bus import RUN_FILE, BusInfo, clean_stale_ipc_dirs, remove_stale_run_file
+from protocol.bus import BusInfo, clean_stale_ipc_dirs, remove_stale_run_file, run_file
 from protocol.messages import CHAT, GPU, PROFILES
+from protocol.runfiles import StackLock
 from supervisor.config import DEFAULT_CONFIG, ConfigError, check_profile, load_config
+from supervisor.console import ConsoleGuard
 from supervisor.core import Supervisor
+from supervisor.logfiles import RotatingLog
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,9 +39,8 @@ def setup_logging(data_dir: Path, cfg: dict) -> None:
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    file_handler = logging.handlers.RotatingFileHandler(
-        log_dir / "supervisor.log", maxBytes=cfg["logging"]["max_bytes"],
-        backupCount=cfg["logging"]["backup_count"], encoding="utf-8")
+    file_handler = RotatingLog(log_dir / "supervisor.log", cfg["logging"]["max_bytes"],
+                               cfg["logging"]["backup_count"])
     console = logging.StreamHandler(sys.stderr)
     for h in (file_handler, console):
         h.setFormatter(fmt)
@@ -72,7 +75,7 @@ def clear_leftovers(run_dir: Path) -> None:
     (only where endpoints are files, i.e. not Linux) whose owner is provably gone."""
     stale = remove_stale_run_file(run_dir)
     if stale is not None:
-        print(f"note: removed the stale run file {run_dir / RUN_FILE} (supervisor pid "
+        print(f"note: removed the stale run file {run_file(run_dir)} (supervisor pid "
               f"{stale.supervisor_pid} is no longer running)", file=sys.stderr)
     for folder in clean_stale_ipc_dirs():
         print(f"note: removed the socket folder of a dead supervisor: {folder}", file=sys.stderr)
@@ -89,11 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     data_dir = config_path.parent
-    running = BusInfo.load(data_dir / "run")
-    if running is not None:
-        print(f"error: a companion stack is already running for {data_dir} (supervisor pid "
-              f"{running.supervisor_pid}); stop it with: python -m supervisor shutdown",
-              file=sys.stderr)
+    # The stack's OS lock, held until this process ends: a pid in a run file proves nothing.
+    try:
+        lock = StackLock.acquire(data_dir / "run")
+    except OSError as exc:
+        print(f"error: cannot create the stack's lock file: {exc}; check that folder's "
+              f"permissions", file=sys.stderr)
+        return 2
+    if lock is None:
+        running = BusInfo.read(data_dir / "run")
+        pid = f" (supervisor pid {running.supervisor_pid})" if running else ""
+        print(f"error: a companion stack is already running for {data_dir}{pid}; stop it "
+              f"with: python -m supervisor shutdown", file=sys.stderr)
         return 1
     clear_leftovers(data_dir / "run")
     try:
@@ -106,7 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), lambda *_: sup.request_shutdown())
-    sup.run()
+    stopped = threading.Event()
+    ConsoleGuard(sup.request_shutdown, stopped).install()  # console close: Windows only
+    try:
+        sup.run()
+    finally:
+        stopped.set()
+        lock.release()
     return 0
 
 

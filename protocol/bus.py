@@ -7,8 +7,10 @@ by a ZAP handler against the per-launch secret, so nothing connects without it. 
 Linux abstract ipc sockets (nothing on disk, so a kill -9 leaves nothing behind), else ipc sockets
 in a private (0700) directory where libzmq has ipc, else tcp on 127.0.0.1 only (Windows).
 
-The run file (run/bus.json) names the supervisor by pid and process start time: a pid alone is
-reused by the OS, so a live process with that pid is not proof that our supervisor still runs.
+The run file (bus.json, in the folder protocol/runfiles.py names: the data dir's run/, or the
+user's local app-data on Windows) names the supervisor by pid and process start time, for people
+and messages. Whether the stack runs is decided by the stack's OS lock (protocol/runfiles.py): a
+pid is reused by the OS, so a live process with that pid is not proof that our supervisor runs.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import zmq
 
 from protocol.codec import DEFAULT_MAX_FRAME, Envelope, ProtocolError, decode, make
 from protocol.messages import REGISTRY, ErrorCode, Kind
+from protocol.runfiles import run_files_dir, stack_running
 
 PLAIN_USER = b"companion"
 RUN_FILE = "bus.json"
@@ -56,8 +59,8 @@ class BusInfo:
     supervisor_started: float | None = None  # psutil create_time of supervisor_pid
 
     def save(self, run_dir: Path) -> Path:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / RUN_FILE
+        path = run_file(run_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -69,20 +72,26 @@ class BusInfo:
     def read(cls, run_dir: Path) -> BusInfo | None:
         """What the run file says, whether or not its supervisor still runs."""
         try:
-            return cls(**json.loads((run_dir / RUN_FILE).read_text()))
+            return cls(**json.loads(run_file(run_dir).read_text()))
         except (OSError, ValueError, TypeError):
             return None
 
     @classmethod
     def load(cls, run_dir: Path) -> BusInfo | None:
-        """The running stack's bus, or None when no supervisor is alive for this data dir."""
+        """The running stack's bus, or None when no supervisor is alive for this data dir: the
+        stack's lock is held, and the run file's writer is still that process."""
         info = cls.read(run_dir)
-        return info if info is not None and info.is_live() else None
+        return info if info is not None and info.is_live() and stack_running(run_dir) else None
 
     def is_live(self) -> bool:
-        """Whether the supervisor that wrote this still runs (a file of an older version, with
-        no start time, is trusted on its pid alone)."""
+        """Whether the process that wrote this still runs (the pid check only: the stack lock
+        decides; a file of an older version, with no start time, has its pid alone)."""
         return same_process(self.supervisor_pid, self.supervisor_started)
+
+
+def run_file(run_dir: Path) -> Path:
+    """The run file of the stack whose run folder is `run_dir` (see protocol/runfiles.py)."""
+    return run_files_dir(run_dir) / RUN_FILE
 
 
 def process_started(pid: int) -> float | None:
@@ -105,15 +114,17 @@ def same_process(pid: int, started: float | None) -> bool:
 
 
 def remove_stale_run_file(run_dir: Path) -> BusInfo | None:
-    """Remove a run file whose supervisor is gone (a kill -9 leaves one); returns what it said.
+    """Remove the run file of a stack that is gone (a kill -9, a logoff leaves one); returns
+    what it said.
 
-    A launch calls this after it has checked that no stack runs for its data dir.
+    A launch calls this holding the stack lock: then no stack runs, and any run file is stale,
+    whatever process now has the pid it names.
     """
     info = BusInfo.read(run_dir)
-    if info is None or info.is_live():
+    if info is None:
         return None
     with contextlib.suppress(OSError):
-        (run_dir / RUN_FILE).unlink()
+        run_file(run_dir).unlink()
     return info
 
 
@@ -329,8 +340,8 @@ def connect(run_dir: Path, **kw) -> BusClient:
     if info is None:
         raise BusError(f"no companion stack is running for {run_dir.parent} "
                        f"(start one with: python launch.py)", ErrorCode.WORKER_UNAVAILABLE)
-    if not info.is_live():
-        raise BusError(f"stale run file: the stack that wrote {run_dir / RUN_FILE} (supervisor "
+    if not (info.is_live() and stack_running(run_dir)):
+        raise BusError(f"stale run file: the stack that wrote {run_file(run_dir)} (supervisor "
                        f"pid {info.supervisor_pid}) is no longer running; start one with: "
                        f"python launch.py", ErrorCode.WORKER_UNAVAILABLE)
     return BusClient(info, **kw)

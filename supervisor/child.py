@@ -118,6 +118,12 @@ class Child:
         self.last_output = ""
         self.cpu, self.rss = proc.sample()
 
+    def adopt_pid(self, pid: object) -> None:
+        """The pid the worker reports about itself (its heartbeats carry it): the one status
+        shows and psutil samples, even when the started process is a launcher (a Windows venv)."""
+        if self.proc is not None and isinstance(pid, int) and pid != self.proc.pid:
+            self.proc.adopt(pid)
+
     def record_crash(self, now: float) -> int:
         """Count a crash; returns crashes within the window (OTP's restart intensity)."""
         self.crash_times.append(now)

@@ -47,7 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def utf8_output(*streams: object) -> None:
+    """Print UTF-8, replacing what cannot be written: model text is any Unicode (emoji), and a
+    redirected stdout on Windows is the ANSI code page (cp1252) with strict errors, where the
+    first emoji ended the CLI with a UnicodeEncodeError mid-reply."""
+    for stream in streams or (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(encoding="utf-8", errors="replace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    utf8_output()
     args = build_parser().parse_args(argv)
     if args.cmd == "doctor":  # its own process: it loads llama, which the CLI never imports
         cmd = [sys.executable, "-m", DOCTOR_MODULE, "--config", str(args.config)]

@@ -27,10 +27,10 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from protocol.bus import (
     PLAIN_USER,
-    RUN_FILE,
     BusInfo,
     event_topic,
     new_bus_info,
+    run_file,
     secure_client,
     secure_server,
 )
@@ -241,7 +241,7 @@ class Supervisor:
                     proc.kill()
         self.host.close_logs()
         with contextlib.suppress(OSError):
-            (self.run_dir / RUN_FILE).unlink()
+            run_file(self.run_dir).unlink()
         self._proxy_ctl.send(b"TERMINATE")
         self._proxy.join(timeout=2)
         self.auth.stop()

@@ -5,6 +5,9 @@ stack's profiles are the repository's plus `cpu_reload` (unless the config names
 file): on a CPU-only build every GPU profile runs as `cpu_fallback`, so a switch between them is
 answered "already in effect", and a test or benchmark that needs a real reload switches to
 `reloading_profile(...)` instead.
+
+On Windows the stack gets a process group of its own, so `interrupt` (Ctrl-Break) reaches it and
+not the test run, exactly as a user's Ctrl-Break reaches a stack started from a console.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -26,9 +30,11 @@ import psutil
 
 from protocol.bus import BusClient, BusInfo
 from supervisor.config import DEFAULT_PROFILES, REPO_ROOT, validate
+from supervisor.spawning import spawn_plan
 
 ROOT = REPO_ROOT
 CONSOLE_LINES = 10_000
+WINDOWS = sys.platform == "win32"
 RELOAD_PROFILE = "cpu_reload"
 
 
@@ -61,8 +67,14 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 
 
 
 class Stack:
-    def __init__(self, data_dir: Path, config: dict[str, Any]) -> None:
+    """A stack started from `root` (a checkout; this one by default), with `env` added to the
+    environment of the stack and of `cli` (e.g. AI_COMPANION_WORKER_PYTHON)."""
+
+    def __init__(self, data_dir: Path, config: dict[str, Any], *,
+                 env: dict[str, str] | None = None, root: Path = ROOT) -> None:
         self.data_dir = data_dir
+        self.root = root
+        self.env = {**os.environ, **(env or {})}
         self.config_path = data_dir / "config.json"
         config = copy.deepcopy(config)
         ai = config.setdefault("ai", {})
@@ -74,11 +86,19 @@ class Stack:
         self._console: deque[str] = deque(maxlen=CONSOLE_LINES)
         self._drain: threading.Thread | None = None
 
-    def start(self, *args: str, ready: bool = True) -> Stack:
+    def start(self, *args: str, ready: bool = True, console: bool = True) -> Stack:
+        """Start it; `console=False` (Windows) starts it as Unity or a shortcut would, with no
+        console at all (DETACHED_PROCESS): stop it with `cli("shutdown")` then."""
+        flags = 0
+        if WINDOWS:
+            flags = subprocess.CREATE_NEW_PROCESS_GROUP | (0 if console
+                                                           else subprocess.DETACHED_PROCESS)
+        # The interpreter itself, not a Windows venv's launcher: proc.pid is the supervisor's.
+        plan = spawn_plan(environ={})
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "launch.py"), "--headless", "--config",
-             str(self.config_path), *args], cwd=ROOT, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT)
+            [*plan.python, str(self.root / "launch.py"), "--headless", "--config",
+             str(self.config_path), *args], cwd=self.root, env={**self.env, **plan.env},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, creationflags=flags)
         # Read the console all along: a full pipe would block the supervisor in a log write.
         self._drain = threading.Thread(target=self._read_console, args=(self.proc,),
                                        daemon=True, name="stack-console")
@@ -123,8 +143,15 @@ class Stack:
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "supervisor", "--config",
-                               str(self.config_path), *args], cwd=ROOT, capture_output=True,
-                              text=True, timeout=timeout)
+                               str(self.config_path), *args], cwd=self.root, env=self.env,
+                              capture_output=True, text=True, encoding="utf-8",
+                              errors="replace", timeout=timeout)
+
+    def interrupt(self) -> None:
+        """What a user's Ctrl-C does (POSIX: SIGINT; Windows: Ctrl-Break to the stack's own
+        process group, since Ctrl-C cannot be sent to one group alone there)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.CTRL_BREAK_EVENT if WINDOWS else signal.SIGINT)
 
     def _read_console(self, proc: subprocess.Popen) -> None:
         assert proc.stdout is not None
@@ -144,7 +171,10 @@ class Stack:
             self._client.close()
             self._client = None
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if WINDOWS:
+                self.interrupt()  # SIGTERM is TerminateProcess there: no clean stop
+            else:
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import logging.handlers
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +20,8 @@ from typing import Any, Protocol
 import psutil
 
 from supervisor.config import REPO_ROOT
+from supervisor.logfiles import RotatingLog
+from supervisor.spawning import SpawnPlan, spawn_plan
 
 ExitCallback = Callable[[str, int, int], None]  # (worker, generation, exit code)
 
@@ -40,6 +40,9 @@ class Process(Protocol):
     def sample(self) -> tuple[float | None, int | None]:
         """cpu % since the previous sample, and rss bytes; None where unknown."""
 
+    def adopt(self, pid: int) -> None:
+        """The worker says it runs as `pid`: from now on `pid`, sampling and kills are its."""
+
 
 class Host(Protocol):
     def now(self) -> float: ...
@@ -52,23 +55,47 @@ class Host(Protocol):
 
 class OsProcess:
     """A worker process with two helper threads: one blocks in wait() and reports the exit the
-    moment it happens (no polling), the other copies the output into the rotating log."""
+    moment it happens (no polling), the other copies the output into the rotating log.
+
+    The process Popen started may be a launcher that runs the worker as its child (a Windows
+    venv's python.exe, a shim): `pid` starts as Popen's and becomes the pid the worker reports
+    about itself (`adopt`), which status shows and psutil samples. Its exit is still the
+    launcher's, which passes the worker's exit code on.
+    """
 
     def __init__(self, proc: subprocess.Popen, log: logging.Logger,
                  on_exit: Callable[[int], None]) -> None:
         self.proc = proc
         self.pid = proc.pid
         self._last_output = ""
-        try:
-            self._ps: psutil.Process | None = psutil.Process(proc.pid)
-            self._ps.cpu_percent(None)  # primes it: the next sample measures from here
-        except psutil.Error:
-            self._ps = None
+        self._ps = self._watch(proc.pid)
         pump = threading.Thread(target=self._pump, args=(log,), daemon=True,
                                 name=f"log-{proc.pid}")
         pump.start()
         threading.Thread(target=self._wait, args=(pump, on_exit), daemon=True,
                          name=f"wait-{proc.pid}").start()
+
+    @staticmethod
+    def _watch(pid: int) -> psutil.Process | None:
+        try:
+            ps = psutil.Process(pid)
+            ps.cpu_percent(None)  # primes it: the next sample measures from here
+            return ps
+        except psutil.Error:
+            return None
+
+    def adopt(self, pid: int) -> None:
+        """Follow the worker's own pid, if it is the started process or one of its children
+        (anything else is not this worker: ignored)."""
+        if pid == self.pid or self._ps is None:
+            return
+        try:
+            ps = psutil.Process(pid)
+            if self.proc.pid not in {p.pid for p in ps.parents()}:
+                return
+        except psutil.Error:
+            return
+        self.pid, self._ps = pid, self._watch(pid)
 
     def _wait(self, pump: threading.Thread, on_exit: Callable[[int], None]) -> None:
         code = self.proc.wait()
@@ -87,12 +114,20 @@ class OsProcess:
         return self._last_output
 
     def terminate(self) -> None:
+        self._to_worker(psutil.Process.terminate)
         with contextlib.suppress(OSError):
             self.proc.terminate()
 
     def kill(self) -> None:
+        self._to_worker(psutil.Process.kill)
         with contextlib.suppress(OSError):
             self.proc.kill()
+
+    def _to_worker(self, action: Callable[[psutil.Process], None]) -> None:
+        """Behind a launcher: the worker first (the launcher then exits with its code)."""
+        if self.pid != self.proc.pid and self._ps is not None:
+            with contextlib.suppress(psutil.Error):
+                action(self._ps)
 
     def release(self) -> None:
         """Closing stdin ends the pipe on our side (the worker's parent watch reads it)."""
@@ -113,11 +148,13 @@ class OsProcess:
 
 class OsHost:
     """Real processes: spawn semantics (a fresh interpreter, as on Windows), one log per
-    worker. The clock and timers belong to the supervisor's loop, which passes them in."""
+    worker. The clock and timers belong to the supervisor's loop, which passes them in; how a
+    process is started on this platform is `plan` (supervisor/spawning.py)."""
 
     def __init__(self, log_dir: Path, log_max_bytes: int, log_backups: int,
                  now: Callable[[], float], call_later: Callable[[float, Callable[[], None]], None],
-                 on_exit: ExitCallback) -> None:
+                 on_exit: ExitCallback, plan: SpawnPlan | None = None) -> None:
+        self.plan = plan or spawn_plan()
         self.log_dir = log_dir
         self.log_max_bytes = log_max_bytes
         self.log_backups = log_backups
@@ -131,15 +168,14 @@ class OsHost:
 
     def spawn(self, name: str, module: str, args: tuple[str, ...], boot: dict[str, Any],
               generation: int) -> OsProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
-        # Own process group/session: a Ctrl-C or a signal to the launcher's group reaches the
-        # supervisor only, which then stops the workers in order.
-        windows = sys.platform == "win32"
+        plan = self.plan
+        env = {**os.environ, **plan.env, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
+        # Own process group/session, and on Windows no console: a Ctrl-C, Ctrl-Break or console
+        # close reaches the supervisor only, which then stops the workers in order.
         proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env,
+            [*plan.python, "-m", module, *args], cwd=REPO_ROOT, env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            creationflags=subprocess.CREATE_NEW_PROCESS_GROUP if windows else 0,
-            start_new_session=not windows)
+            creationflags=plan.creationflags, start_new_session=plan.new_session)
         assert proc.stdin is not None
         # The boot line, then the pipe stays open: when the supervisor dies, even by kill -9,
         # it closes and the worker exits (see workers/runtime.py).
@@ -155,9 +191,7 @@ class OsHost:
             log = logging.getLogger(f"worker-output.{name}.{id(self)}")
             log.propagate = False
             log.setLevel(logging.INFO)
-            handler = logging.handlers.RotatingFileHandler(
-                self.log_path(name), maxBytes=self.log_max_bytes, backupCount=self.log_backups,
-                encoding="utf-8")
+            handler = RotatingLog(self.log_path(name), self.log_max_bytes, self.log_backups)
             handler.setFormatter(logging.Formatter("%(message)s"))
             log.addHandler(handler)
             self._logs[name] = log

@@ -129,6 +129,7 @@ class Lifecycle:
         elif child is not None and ms.kind is Kind.REPLY:
             self._on_worker_reply(child, env)
         elif child is not None and env.type == "heartbeat":
+            child.adopt_pid(env.data.get("pid"))
             self._on_heartbeat(child)
         elif child is not None and env.type == "ready":
             self._on_ready(child, env)

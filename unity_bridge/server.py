@@ -210,7 +210,8 @@ class BridgeServer:
     def listen(self, host: str, port: int) -> int:
         """Bind (any thread); returns the bound port (useful when `port` is 0). Serving starts
         with `attach` on the loop's thread."""
-        sock = socket.create_server((host, port), backlog=64)
+        sock = (exclusive_listener(host, port) if hasattr(socket, "SO_EXCLUSIVEADDRUSE")
+                else socket.create_server((host, port), backlog=64))
         sock.setblocking(False)
         self._listener = sock
         return sock.getsockname()[1]
@@ -463,3 +464,20 @@ class BridgeServer:
                 self._drop(conn, "timed out", ErrorCode.TIMEOUT,
                            f"silent for {lim.client_timeout_s:g} s "
                            f"(unity_bridge.client_timeout_s)")
+
+
+def exclusive_listener(host: str, port: int,
+                       option: int = getattr(socket, "SO_EXCLUSIVEADDRUSE", 0)) -> socket.socket:
+    """A listening socket no other process can bind over (Windows: without
+    SO_EXCLUSIVEADDRUSE, another program may bind the same port and take our clients)."""
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                       flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, option, 1)  # before bind, or it has no effect
+        sock.bind(addr)
+        sock.listen(64)
+    except OSError:
+        sock.close()
+        raise
+    return sock

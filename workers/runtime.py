@@ -79,18 +79,40 @@ def _die_with_thread(args: threading.ExceptHookArgs) -> None:
     os._exit(EXIT_THREAD_DIED)
 
 
+def signals_to_ignore(platform: str = sys.platform) -> tuple[str, ...]:
+    """Console signals a worker leaves to the supervisor, which stops the workers in order.
+
+    Ctrl-C everywhere; on Windows also SIGBREAK, which the C runtime raises for Ctrl-Break and
+    for a console close, logoff or shutdown. Workers normally have no console there at all
+    (CREATE_NO_WINDOW, supervisor/spawning.py); this covers one started on a console anyway.
+    """
+    return ("SIGINT", "SIGBREAK") if platform == "win32" else ("SIGINT",)
+
+
+def ignore_console_signals(platform: str = sys.platform) -> list[str]:
+    """Ignore `signals_to_ignore`; returns the ones this Python has (SIGBREAK: Windows only)."""
+    done = []
+    for name in signals_to_ignore(platform):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+            done.append(name)
+    return done
+
+
 def _watch_parent(supervisor_pid: int) -> None:
     """Exit as soon as the supervisor is gone."""
     if sys.platform.startswith("linux"):
+        parent = os.getppid()  # the supervisor, or a launcher it started (then that dies too)
         try:
             import ctypes
 
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: when `parent` ends
         except (OSError, AttributeError):
             pass
-        if os.getppid() != supervisor_pid:
-            os._exit(3)
+        if os.getppid() != parent or (parent != supervisor_pid
+                                      and not _pid_exists(supervisor_pid)):
+            os._exit(3)  # it ended before the death signal was set
 
     def wait_eof() -> None:
         try:
@@ -100,6 +122,16 @@ def _watch_parent(supervisor_pid: int) -> None:
             pass
         os._exit(3)
     threading.Thread(target=wait_eof, daemon=True, name="parent-watch").start()
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, not ours to signal
 
 
 class WorkerRuntime:
@@ -148,8 +180,7 @@ class WorkerRuntime:
         logging.basicConfig(level=level, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         threading.excepthook = _die_with_thread
-        if hasattr(signal, "SIGINT"):
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+        ignore_console_signals()  # Ctrl-C and Ctrl-Break are the supervisor's to handle
         _watch_parent(int(boot["supervisor_pid"]))
         rt = cls(boot)
         activated = threading.Event()

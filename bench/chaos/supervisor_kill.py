@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from protocol.bus import RUN_FILE, BusInfo
+from protocol.bus import BusInfo, run_file
 from supervisor.harness import Stack
 
 
@@ -48,7 +48,7 @@ def run(stack: Stack, wait_s: float = 5.0) -> dict[str, Any]:
     return {"workers": len(procs), "left": [f"{p.pid} {_name(p)}" for p in left],
             "all_gone_ms": None if left else gone_ms,
             "socket_folder": str(folder) if folder else None, "socket_folder_left": folder_left,
-            "run_file_left": (stack.data_dir / "run" / RUN_FILE).exists(),
+            "run_file_left": run_file(stack.data_dir / "run").exists(),
             "cli_rc": cli.returncode, "cli_said": said[-400:],
             "cli_says_stale": cli.returncode != 0 and "stale" in said.lower()}
 

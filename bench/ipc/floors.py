@@ -12,6 +12,7 @@ import contextlib
 import multiprocessing as mp
 import socket
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -153,12 +154,14 @@ class Ring:
         ctx = zmq.Context.instance()
         addrs: list[Addr] = []
         for i, kind in enumerate(hops):
-            if kind == "ipc":
+            if kind == "ipc" and zmq.has("ipc") and sys.platform != "win32":
                 addrs.append(f"ipc://{tmp}/{name}-{i}")
             else:
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", 0))
-                    addrs.append(s.getsockname()[1])
+                    port = s.getsockname()[1]
+                # A zmq hop goes over tcp where the bus does (Windows: protocol/bus.py).
+                addrs.append(f"tcp://127.0.0.1:{port}" if kind == "ipc" else port)
         # hop i goes into relay i+1 (the last hop back into the origin)
         self.inp = Inlet(ctx, hops[-1], addrs[-1])
         spawn = mp.get_context("spawn")

@@ -36,6 +36,9 @@ class FakeProc:
     def sample(self) -> tuple[float | None, int | None]:
         return 0.0, 1 << 20
 
+    def adopt(self, pid: int) -> None:
+        """A fake process has no launcher: the pid it reports is the one it has."""
+
     @property
     def ident(self) -> bytes:
         return f"w:{self.name}:{self.generation}".encode()
