@@ -31,13 +31,13 @@ def _scenario(tmp_path: Path, name: str) -> tuple[Path, dict[str, Any]]:
     return path, raw
 
 
-def _run(make_stack, tmp_path: Path, name: str, chatting: bool = False
-         ) -> tuple[list[tuple[str, bool]], dict[str, Any], int]:
+def _run(make_stack, tmp_path: Path, name: str, chatting: bool = False,
+         history: Path | None = None) -> tuple[list[tuple[str, bool]], dict[str, Any], int]:
     """Run one scenario for its duration; returns the auto switches (profile, emergency), the
     inference ready info at the end, and how many real changes of others' load happened."""
     path, raw = _scenario(tmp_path, name)
     stack = make_stack(ai={"gpu_profile": "auto", "max_tokens": 24},
-                       gpu_monitoring={"history_file": str(tmp_path / "history.csv")},
+                       gpu_monitoring={"history_file": str(history or tmp_path / "history.csv")},
                        workers={"unity_bridge": {"enabled": False}})
     stack.start("--gpu-sim", str(path), ready=False)
     c = stack.new_client()
@@ -63,6 +63,8 @@ def _run(make_stack, tmp_path: Path, name: str, chatting: bool = False
     changes = sum(1 for a, b in zip(raw["others"], raw["others"][1:])
                   if (a["vram_mb"], a["gpu_percent"]) != (b["vram_mb"], b["gpu_percent"]))
     info = stack.wait_state("inference", "RUNNING", 60)["ready_info"]
+    info["monitor_log"] = stack.client.request("logs", {"worker": "gpu_monitor",
+                                                        "lines": 200}).data["lines"]
     c.close()
     return switches, info, changes
 
@@ -91,3 +93,16 @@ def test_scenario_ends_without_a_loop(make_stack, tmp_path: Path, name: str, cha
     assert len(switches) <= changes, (name, switches)
     assert not any(emergency for _, emergency in switches), (name, switches)  # no false alarm
     assert info["profile"] == final, (name, switches, info)
+
+
+def test_a_history_file_that_cannot_be_written_loses_no_switch(make_stack, tmp_path: Path
+                                                                ) -> None:
+    """Windows: Excel holding gpu_history.csv open makes every write fail. Here the history
+    path is a folder, which no write can open, on any OS and as any user."""
+    blocked = tmp_path / "gpu_history.csv"
+    blocked.mkdir()
+    switches, info, _ = _run(make_stack, tmp_path, "linux_8gb_game_closed", history=blocked)
+    assert switches == [("performance", False)], switches  # the game closed: one step up
+    assert info["profile"] == "performance"
+    said = [line for line in info["monitor_log"] if "cannot write the GPU history" in line]
+    assert len(said) == 1, said  # once, not at every reading
