@@ -106,3 +106,43 @@ def test_a_history_file_that_cannot_be_written_loses_no_switch(make_stack, tmp_p
     assert info["profile"] == "performance"
     said = [line for line in info["monitor_log"] if "cannot write the GPU history" in line]
     assert len(said) == 1, said  # once, not at every reading
+
+
+@pytest.mark.parametrize("auto", [True, False])
+def test_nothing_offloaded_polls_slowly_or_not_at_all(make_stack, tmp_path: Path,
+                                                      auto: bool) -> None:
+    """An Optimus laptop's NVIDIA GPU stays awake while NVML is polled. On cpu_fallback with a
+    game holding the card, auto-switching still watches for it to close, every idle_interval_s
+    (30 s); with auto-switching off nothing is polled at all."""
+    path, raw = _scenario(tmp_path, "linux_8gb_game_closed")
+    raw["others"] = raw["others"][:1]  # the game never closes
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    stack = make_stack(ai={"gpu_profile": "auto", "auto_switching_enabled": auto},
+                       gpu_monitoring={"history_file": str(tmp_path / "history.csv")},
+                       workers={"unity_bridge": {"enabled": False}})
+    stack.start("--gpu-sim", str(path), ready=False)
+    c = stack.new_client()
+    c.subscribe(["gpu_stats"])
+    info = stack.wait_state("inference", "RUNNING", 60)["ready_info"]
+    assert info["profile"] == "cpu_fallback" and info["n_gpu_layers"] == 0
+    stack.wait_state("gpu_monitor", "RUNNING", 60)
+    seen: list[float] = []
+    used: set[int] = set()
+    end = time.monotonic() + 200 / SCALE  # 200 scenario seconds: 40 readings at interval_s
+    while (left := end - time.monotonic()) > 0:
+        try:
+            ev = c.recv_event(left)
+        except TimeoutError:
+            break
+        if ev.data.get("available"):
+            seen.append(ev.data["sim_t"])
+            used.add(ev.data["vram_used"] >> 20)
+    c.close()
+    if not auto:
+        assert seen == [], seen
+        return
+    # cpu_fallback runs with no CUDA device visible: not even a CUDA context on the card.
+    assert used == {raw["others"][0]["vram_mb"]}, used
+    assert 3 <= len(seen) <= 9, seen
+    gaps = [b - a for a, b in zip(seen, seen[1:])]
+    assert min(gaps) >= 25, gaps  # idle_interval_s 30, on a clock that runs 40x

@@ -215,6 +215,9 @@ class SimCard:
             self._claim["busy"] = generating
             self._write()
 
+    def close(self) -> None:
+        """Nothing to let go of (NVML's close lets an Optimus GPU sleep)."""
+
     # -- readings ---------------------------------------------------------------------------
     def memory(self) -> GpuMemory:
         used = self.others_now().vram + sum(h["vram"] for h in self._holders().values())

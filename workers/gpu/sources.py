@@ -34,6 +34,8 @@ class GpuSource(Protocol):
 
     def busy(self, generating: bool) -> None: ...
 
+    def close(self) -> None: ...
+
 
 # NVML errors after which the handle is worthless until NVML starts again (driver reset).
 _LOST = ("GpuIsLost", "Unknown", "Uninitialized", "ResetRequired")
@@ -210,6 +212,9 @@ class ReplaySource:
         pass
 
     def busy(self, generating: bool) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     def read(self, own_pid: int | None = None) -> dict[str, Any]:

@@ -77,6 +77,7 @@ class GpuMonitor:
         self.chat_ended_at = 0.0
         self.others_gpu = 0.0  # GPU % of the last reading outside our replies
         self.history_failed = False
+        self.polling_stopped = False
         self.next_read = 0.0
         self.off_reason = ""
         if self.sim_model is not None:
@@ -178,8 +179,9 @@ class GpuMonitor:
         return not reason
 
     def _poll_interval(self) -> float | None:
-        """Seconds between NVML readings; None: do not poll (see the module doc)."""
-        if self.offloaded or self.replay:
+        """Seconds between NVML readings; None: do not poll (see the module doc). A CSV replay
+        goes row by row; the simulated card stands for NVML and follows the rule."""
+        if self.offloaded or isinstance(self.source, ReplaySource):
             return self.cfg["interval_s"]
         if self.auto_wanted and self.offload_supported:
             return self.cfg["idle_interval_s"]
@@ -191,11 +193,13 @@ class GpuMonitor:
             return  # a replayed scenario starts when the companion is up, not before
         interval = self._poll_interval()
         if interval is None:
-            if isinstance(self.source, NvmlSource) and self.source.available:
-                log.info("nothing offloaded and auto-switching off: NVML polling stops (an "
+            if not self.polling_stopped:
+                log.info("nothing offloaded and auto-switching off: GPU polling stops (an "
                          "Optimus laptop's NVIDIA GPU can sleep)")
                 self.source.close()
+                self.polling_stopped = True
             return
+        self.polling_stopped = False
         now = time.monotonic()
         if now < self.next_read:
             return
