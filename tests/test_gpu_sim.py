@@ -60,7 +60,7 @@ def _run(make_stack, tmp_path: Path, name: str, chatting: bool = False,
         stop.set()
         if chatting:
             chats.join(timeout=30)
-    changes = sum(1 for a, b in zip(raw["others"], raw["others"][1:])
+    changes = sum(1 for a, b in zip(raw["others"], raw["others"][1:], strict=False)
                   if (a["vram_mb"], a["gpu_percent"]) != (b["vram_mb"], b["gpu_percent"]))
     info = stack.wait_state("inference", "RUNNING", 60)["ready_info"]
     info["monitor_log"] = stack.client.request("logs", {"worker": "gpu_monitor",
@@ -144,5 +144,5 @@ def test_nothing_offloaded_polls_slowly_or_not_at_all(make_stack, tmp_path: Path
     # cpu_fallback runs with no CUDA device visible: not even a CUDA context on the card.
     assert used == {raw["others"][0]["vram_mb"]}, used
     assert 3 <= len(seen) <= 9, seen
-    gaps = [b - a for a, b in zip(seen, seen[1:])]
+    gaps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
     assert min(gaps) >= 25, gaps  # idle_interval_s 30, on a clock that runs 40x

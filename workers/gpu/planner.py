@@ -12,6 +12,7 @@ flash attention, the KQ matrix over the whole n_ctx) + a fixed CUDA context over
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,8 +22,21 @@ from workers.gpu.gguf_info import ModelInfo
 MiB = 1 << 20
 CUDA_CONTEXT_BYTES = 300 * MiB  # the CUDA runtime's own footprint, seen on 4-8 GB cards
 AUTO_ORDER = ("performance", "balanced", "fast")  # best first
-REBUILD_HINT = ('CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir '
-                'llama-cpp-python  (or: CMAKE_ARGS="-DGGML_CUDA=on" python3 bootstrap.py setup)')
+
+
+def rebuild_hint(windows: bool | None = None) -> str:
+    """How to rebuild llama-cpp-python with CUDA, in the syntax of this machine's shell
+    (PowerShell on Windows)."""
+    if windows if windows is not None else os.name == "nt":
+        return ('$env:CMAKE_ARGS="-DGGML_CUDA=on"; py -m pip install --force-reinstall '
+                '--no-cache-dir llama-cpp-python  (or: $env:CMAKE_ARGS="-DGGML_CUDA=on"; '
+                'py bootstrap.py setup; needs the CUDA toolkit with its Visual Studio '
+                'integration)')
+    return ('CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir '
+            'llama-cpp-python  (or: CMAKE_ARGS="-DGGML_CUDA=on" python3 bootstrap.py setup)')
+
+
+REBUILD_HINT = rebuild_hint()
 
 
 @dataclass

@@ -71,7 +71,7 @@ class Scenario:
 
     def changes(self, until: float) -> int:
         """Real changes of others' load up to `until` (scenario s): each may cost one switch."""
-        return sum(1 for a, b in zip(self.others, self.others[1:])
+        return sum(1 for a, b in zip(self.others, self.others[1:], strict=False)
                    if b.t <= until and (a.vram, a.gpu_percent) != (b.vram, b.gpu_percent))
 
 
@@ -114,7 +114,7 @@ def load_scenario(path: Path, time_scale: float | None = None) -> Scenario:
                   for s in raw["others"]]
         if not others or others[0].t != 0:
             raise ScenarioError(f"{where}: 'others' must start with a step at t 0")
-        if any(b.t < a.t for a, b in zip(others, others[1:])):
+        if any(b.t < a.t for a, b in zip(others, others[1:], strict=False)):
             raise ScenarioError(f"{where}: 'others' steps must be in time order")
         scale = float(time_scale or raw.get("time_scale", 1.0))
         if scale <= 0:
