@@ -143,7 +143,7 @@ class GpuSampler(threading.Thread):
 
     def _sample(self) -> None:
         reading = self.source.read()
-        if reading.get("available"):
+        if reading.get("available") is not False:  # False: NVML lost the GPU just now
             self.samples.append(reading)
 
     def stop(self) -> list[dict[str, Any]]:
