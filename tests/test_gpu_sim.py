@@ -41,13 +41,14 @@ def _run(make_stack, tmp_path: Path, name: str, chatting: bool = False,
                        workers={"unity_bridge": {"enabled": False}})
     stack.start("--gpu-sim", str(path), ready=False)
     c = stack.new_client()
-    c.subscribe(["auto_switch"])
+    c.subscribe(["auto_switch", "gpu_stats"])
     stack.wait_state("inference", "RUNNING", 60)
     stop = threading.Event()
     chats = threading.Thread(target=_chat_loop, args=(stack, stop), daemon=True)
     if chatting:
         chats.start()
     switches: list[tuple[str, bool]] = []
+    readings: list[tuple[bool, Any]] = []  # (available, gpu_percent)
     end = time.monotonic() + raw["duration_s"] / SCALE
     try:
         while (left := end - time.monotonic()) > 0:
@@ -55,7 +56,10 @@ def _run(make_stack, tmp_path: Path, name: str, chatting: bool = False,
                 ev = c.recv_event(left)
             except TimeoutError:
                 break
-            switches.append((ev.data["profile"], ev.data["emergency"]))
+            if ev.type == "gpu_stats":
+                readings.append((ev.data["available"], ev.data.get("gpu_percent")))
+            else:
+                switches.append((ev.data["profile"], ev.data["emergency"]))
     finally:
         stop.set()
         if chatting:
@@ -63,6 +67,7 @@ def _run(make_stack, tmp_path: Path, name: str, chatting: bool = False,
     changes = sum(1 for a, b in zip(raw["others"], raw["others"][1:], strict=False)
                   if (a["vram_mb"], a["gpu_percent"]) != (b["vram_mb"], b["gpu_percent"]))
     info = stack.wait_state("inference", "RUNNING", 60)["ready_info"]
+    info["readings"] = readings
     info["monitor_log"] = stack.client.request("logs", {"worker": "gpu_monitor",
                                                         "lines": 200}).data["lines"]
     c.close()
@@ -93,6 +98,14 @@ def test_scenario_ends_without_a_loop(make_stack, tmp_path: Path, name: str, cha
     assert len(switches) <= changes, (name, switches)
     assert not any(emergency for _, emergency in switches), (name, switches)  # no false alarm
     assert info["profile"] == final, (name, switches, info)
+    kinds = {e["kind"] for e in json.loads((SCENARIOS / f"sim_{name}.json").read_text(
+        encoding="utf-8")).get("errors", [])}
+    readings = info["readings"]
+    if "lost" in kinds:  # a lost GPU stops the readings for a while, then they come back
+        lost = [i for i, (ok, _) in enumerate(readings) if not ok]
+        assert lost and any(ok for ok, _ in readings[lost[-1]:]), readings
+    if "unsupported" in kinds:  # a metric NVML cannot give is null, the rest still reads
+        assert any(ok and gpu is None for ok, gpu in readings), readings
 
 
 def test_a_history_file_that_cannot_be_written_loses_no_switch(make_stack, tmp_path: Path

@@ -12,7 +12,10 @@ a bigger profile. This card does. It is shared by the processes of one stack thr
   footprint, or the CUDA context a ``cpu_fallback`` on a CUDA build still creates unless it runs
   with no device visible) and whether it is generating, which adds GPU %;
 - whole-card ``used`` = others at the scenario's current time + what live processes hold; a
-  process's memory is released when it is gone.
+  process's memory is released when it is gone;
+- injected errors, each for a window of scenario time: ``unsupported`` (utilization reads as
+  NVML's NotSupported does on a MIG parent: None) and ``lost`` (no reading at all, as after
+  GpuIsLost, until the window ends).
 
 Only stdlib and psutil: the gpu_monitor and inference workers both use it.
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,16 @@ class Step:
     gpu_percent: float
 
 
+ERROR_KINDS = ("unsupported", "lost")
+
+
+@dataclass
+class Fault:
+    kind: str
+    t_from: float
+    t_to: float
+
+
 @dataclass
 class Scenario:
     name: str
@@ -61,6 +74,10 @@ class Scenario:
     fallback_gpu_percent: float = 15.0  # a cpu_fallback still on the GPU (op offload)
     duration_s: float = 0.0  # how long the story lasts, scenario seconds (0: open-ended)
     start_profile: str | None = None
+    errors: list[Fault] = field(default_factory=list)
+
+    def fault_at(self, t: float) -> set[str]:
+        return {f.kind for f in self.errors if f.t_from <= t < f.t_to}
 
     def others_at(self, t: float) -> Step:
         current = self.others[0]
@@ -116,6 +133,11 @@ def load_scenario(path: Path, time_scale: float | None = None) -> Scenario:
             raise ScenarioError(f"{where}: 'others' must start with a step at t 0")
         if any(b.t < a.t for a, b in zip(others, others[1:], strict=False)):
             raise ScenarioError(f"{where}: 'others' steps must be in time order")
+        errors = [Fault(str(e["kind"]), float(e["from"]), float(e["to"]))
+                  for e in raw.get("errors", [])]
+        if any(e.kind not in ERROR_KINDS for e in errors):
+            raise ScenarioError(f"{where}: errors[].kind must be one of "
+                                f"{', '.join(ERROR_KINDS)}")
         scale = float(time_scale or raw.get("time_scale", 1.0))
         if scale <= 0:
             raise ScenarioError(f"{where}: time_scale must be above 0")
@@ -127,7 +149,7 @@ def load_scenario(path: Path, time_scale: float | None = None) -> Scenario:
             own_gpu_percent=float(raw.get("own_gpu_percent", 70.0)),
             fallback_gpu_percent=float(raw.get("fallback_gpu_percent", 15.0)),
             duration_s=float(raw.get("duration_s", 0.0)),
-            start_profile=raw.get("start_profile"))
+            start_profile=raw.get("start_profile"), errors=errors)
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ScenarioError):
             raise
@@ -229,6 +251,10 @@ class SimCard:
 
     def read(self, own_pid: int | None = None) -> dict[str, Any]:
         s = self.scenario
+        faults = s.fault_at(self.now())
+        if "lost" in faults:
+            return {"available": False, "reason": "GPU lost (simulated NVMLError_GpuIsLost); "
+                                                  "NVML restarts at the next reading"}
         step = self.others_now()
         held = self._holders()
         used = min(step.vram + sum(h["vram"] for h in held.values()), s.vram_total)
@@ -242,7 +268,8 @@ class SimCard:
             own = int(held.get(own_pid, {}).get("vram", 0))
         return {"available": True, "name": self.name, "vram_used": used,
                 "vram_total": s.vram_total, "vram_percent": round(100.0 * used / s.vram_total, 2),
-                "gpu_percent": min(round(gpu, 1), 100.0), "temperature_c": 55.0,
+                "gpu_percent": None if "unsupported" in faults else min(round(gpu, 1), 100.0),
+                "temperature_c": 55.0,
                 "power_w": None, "own_vram": own, "sim_t": round(self.now(), 1)}
 
 
