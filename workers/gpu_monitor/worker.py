@@ -26,7 +26,7 @@ from protocol.codec import Envelope
 from protocol.messages import PROFILES, with_role
 from supervisor.config import DEFAULT_MODEL, load_profiles, profiles_path
 from workers.gpu.gguf_info import ModelInfo, read_model_info
-from workers.gpu.planner import profile_need
+from workers.gpu.planner import CUDA_CONTEXT_BYTES, profile_need
 from workers.gpu.simcard import ScenarioError, SimCard, load_scenario, sim_folder
 from workers.gpu.sources import GpuSource, NvmlSource, ReplaySource
 from workers.gpu_monitor.decision import Decider, Sample
@@ -116,8 +116,12 @@ class GpuMonitor:
                   "auto_switching": self.auto_wanted})
 
     def _on_worker_state(self, env: Envelope) -> None:
-        if PROFILES in env.data.get("roles", ()) and env.data["state"] == "RUNNING":
+        if PROFILES not in env.data.get("roles", ()):
+            return
+        if env.data["state"] == "RUNNING":
             self.rt.request("status", {}, self._on_status)
+        else:  # stopping, restarting, crashed: our footprint is unknown until it runs again
+            self.switching, self.switch_done = True, True
 
     def _on_status(self, env: Envelope) -> None:
         worker = with_role(env.data.get("workers", {}), PROFILES)
@@ -158,7 +162,10 @@ class GpuMonitor:
         measured = info.get("vram_measured_mb")
         self.offloaded = bool(info.get("n_gpu_layers"))
         self.own_due = True
-        if measured is not None and (est == 0 or est / 2 <= measured * (1 << 20) <= est * 2):
+        # A drop far from the estimate means others changed during the load; with nothing
+        # offloaded, at most a CUDA context can be ours.
+        low, high = (est / 2, est * 2) if est else (0, 2 * CUDA_CONTEXT_BYTES)
+        if measured is not None and low <= int(measured) << 20 <= high:
             self.own_vram, self.own_source = int(measured) << 20, "measured at load"
         else:
             self.own_vram, self.own_source = est, "planner estimate"
