@@ -108,6 +108,15 @@ def test_scenario_ends_without_a_loop(make_stack, tmp_path: Path, name: str, cha
         assert any(ok and gpu is None for ok, gpu in readings), readings
 
 
+def test_a_game_session_costs_two_switches_not_a_loop(make_stack, tmp_path: Path) -> None:
+    """The rule still acts on real changes: a game that takes the card forces the emergency
+    step down, and its closing brings performance back; nothing else."""
+    switches, info, changes = _run(make_stack, tmp_path, "linux_8gb_game_session")
+    assert changes == 2
+    assert switches == [("cpu_fallback", True), ("performance", False)], switches
+    assert info["profile"] == "performance"
+
+
 def test_a_history_file_that_cannot_be_written_loses_no_switch(make_stack, tmp_path: Path
                                                                 ) -> None:
     """Windows: Excel holding gpu_history.csv open makes every write fail. Here the history
