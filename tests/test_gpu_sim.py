@@ -168,3 +168,25 @@ def test_nothing_offloaded_polls_slowly_or_not_at_all(make_stack, tmp_path: Path
     assert 3 <= len(seen) <= 9, seen
     gaps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
     assert min(gaps) >= 25, gaps  # idle_interval_s 30, on a clock that runs 40x
+
+
+@pytest.mark.parametrize(("scenario", "needle"), [
+    ({"card": {"vram_mb": 6144, "driver": "wddm2"}, "others": [{"t": 0, "vram_mb": 1,
+                                                                 "gpu_percent": 0}]},
+     "card.driver must be one of linux, wddm, got 'wddm2'"),
+    ({"card": {"vram_mb": 6144}, "others": [{"t": 5, "vram_mb": 1, "gpu_percent": 0}]},
+     "'others' must start with a step at t 0"),
+    ({"card": {}, "others": [{"t": 0, "vram_mb": 1, "gpu_percent": 0}]},
+     "'vram_mb'"),
+])
+def test_a_bad_scenario_is_refused_before_anything_starts(tmp_path: Path, scenario: dict,
+                                                          needle: str) -> None:
+    import launch
+    from supervisor.config import ConfigError, default_config
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(scenario), encoding="utf-8")
+    args = launch.parse_args(["--gpu-sim", str(path)])
+    with pytest.raises(ConfigError) as info:
+        launch.worker_options(args, default_config())
+    assert needle in str(info.value) and str(path) in str(info.value)
