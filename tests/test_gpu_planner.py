@@ -141,3 +141,13 @@ def test_a_per_layer_head_count_kv_array_is_read_not_a_crash(tmp_path: Path) -> 
     assert m.head_kv_per_layer == [2, 4] and m.n_head == 8
     assert kv_bytes(m, 2, 256) == 256 * (2 + 4) * (m.head_dim_k + m.head_dim_v) * 2
     assert kv_bytes(m, 1, 256) == 256 * 4 * (m.head_dim_k + m.head_dim_v) * 2  # the last block
+
+
+def test_a_plan_without_gpu_layers_offloads_no_prompt_batch_either() -> None:
+    from supervisor.config import load_profiles
+    from workers.gpu.planner import GpuMemory, plan_profile
+
+    profiles, m = load_profiles(), _tiny()
+    cpu = plan_profile("cpu_fallback", profiles, m, GpuMemory(8 << 30, 8 << 30), True, 4)
+    gpu = plan_profile("performance", profiles, m, GpuMemory(8 << 30, 8 << 30), True, 4)
+    assert cpu.llama_params()["op_offload"] is False and gpu.llama_params()["op_offload"]

@@ -71,7 +71,10 @@ class Plan:
                 "n_ctx": self.n_ctx, "n_batch": self.n_batch,
                 "n_threads": self.n_threads, "n_threads_batch": self.n_threads,
                 "use_mlock": self.use_mlock,
-                "flash_attn": self.flash_attn}
+                "flash_attn": self.flash_attn,
+                # No layer on the GPU: no prompt batch either (llama.cpp offloads batches over
+                # 32 tokens to a GPU it can see; the worker also hides the GPU from CUDA).
+                "op_offload": self.n_gpu_layers != 0}
 
 
 N_UBATCH = 512  # llama-cpp-python's default; the micro-batch is min(n_batch, n_ubatch)
