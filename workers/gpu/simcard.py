@@ -219,6 +219,12 @@ class SimCard:
         path = self.folder / f"pid-{self.pid}.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self._claim), encoding="utf-8")
+        for attempt in range(20):  # Windows refuses to replace a file another process reads
+            try:
+                os.replace(tmp, path)
+                return
+            except PermissionError:
+                time.sleep(0.005 * (attempt + 1))
         os.replace(tmp, path)
 
     def claim(self, vram_bytes: int, gpu_layers_fraction: float) -> None:
