@@ -320,7 +320,11 @@ _SPECS: list[MessageSpec] = [
                  "state": Field(str, False, "OPTIMAL, MODERATE, STRESSED or OVERLOADED"),
                  "profile": Field(str, False, "profile the monitor considers in use"),
                  "pressure": Field(dict, False, "VRAM % by others, and with each profile"),
-                 "auto_switching": Field(bool, False)}),
+                 "auto_switching": Field(bool, False),
+                 "own_vram_source": Field(str, False, "nvml, measured at load, or planner "
+                                                      "estimate"),
+                 "gpu_percent_others": Field(NUM, False, "GPU % without our own replies"),
+                 "sim_t": Field(NUM, False, "scenario seconds (--gpu-sim only)")}),
     MessageSpec("auto_switch", Kind.EVENT, GPU,
                 "The GPU monitor asks for a profile switch, with its reason.",
                 {"profile": Field(str), "state": Field(str), "emergency": Field(bool),
