@@ -114,7 +114,7 @@ def _model(raw: dict[str, Any], where: str) -> ModelInfo:
                             f"output_mb[, n_ff, key_length, value_length]") from None
 
 
-def load_scenario(path: Path, time_scale: float | None = None) -> Scenario:
+def load_scenario(path: Path) -> Scenario:
     """Read a scenario file; ScenarioError names the problem and the expected shape."""
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -138,7 +138,7 @@ def load_scenario(path: Path, time_scale: float | None = None) -> Scenario:
         if any(e.kind not in ERROR_KINDS for e in errors):
             raise ScenarioError(f"{where}: errors[].kind must be one of "
                                 f"{', '.join(ERROR_KINDS)}")
-        scale = float(time_scale or raw.get("time_scale", 1.0))
+        scale = float(raw.get("time_scale", 1.0))
         if scale <= 0:
             raise ScenarioError(f"{where}: time_scale must be above 0")
         return Scenario(

@@ -47,7 +47,7 @@ class GpuMonitor:
         self.sim_model: ModelInfo | None = None
         try:
             if sim:
-                scenario = load_scenario(Path(sim), rt.options.get("gpu_sim_scale"))
+                scenario = load_scenario(Path(sim))
                 self.source: GpuSource = SimCard(scenario, sim_folder(rt.data_dir))
                 self.time_scale = scenario.time_scale
                 self.sim_model = scenario.model

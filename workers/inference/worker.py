@@ -132,7 +132,7 @@ class InferenceWorker:
                 "n_gpu_layers": plan.n_gpu_layers, "n_ctx": self.n_ctx,
                 "n_threads": plan.n_threads, "est_vram_mb": round(plan.est_vram_bytes / MiB),
                 "vram_measured_mb": measured,
-                "model": path.name, "model_path": str(path), "model_layers": model.n_layers,
+                "model": path.name, "model_path": str(path), "model_layers": plan_model.n_layers,
                 "load_s": round(load_s, 3), "warmup_s": round(warmup_s, 3),
                 "notes": plan.notes}
         log.info("model loaded: %s", info)
@@ -147,7 +147,7 @@ class InferenceWorker:
         sim = self.rt.options.get("gpu_sim")
         if sim:
             try:
-                scenario = load_scenario(Path(sim), self.rt.options.get("gpu_sim_scale"))
+                scenario = load_scenario(Path(sim))
             except ScenarioError as exc:
                 self.rt.fail_config(f"{exc} (--gpu-sim)")
             card = SimCard(scenario, sim_folder(self.rt.data_dir))
