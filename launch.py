@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -30,6 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, help="GGUF model file (overrides ai.model_path)")
     p.add_argument("--gpu-trace", type=Path,
                    help="replay this GPU history CSV instead of reading NVML (data/traces/)")
+    p.add_argument("--gpu-sim", type=Path, metavar="SCENARIO",
+                   help="run on a simulated NVIDIA card that reacts to the stack (a scenario "
+                        "JSON in data/traces/) instead of NVML")
     p.add_argument("--headless", action="store_true",
                    help="no control GUI (the only mode until the GUI lands; use the CLI)")
     return p.parse_args(argv)
@@ -67,6 +71,18 @@ def worker_options(args: argparse.Namespace, cfg: dict) -> dict[str, dict]:
         options[CHAT]["model"] = _existing(args.model, "model file", "see models/README.md")
     if args.gpu_trace:
         options[GPU]["trace"] = _existing(args.gpu_trace, "GPU trace", "see data/traces/")
+    if args.gpu_sim:
+        from workers.gpu.simcard import ScenarioError, load_scenario
+
+        sim = _existing(args.gpu_sim, "GPU scenario", "see data/traces/*.json")
+        try:
+            scenario = load_scenario(Path(sim))
+        except ScenarioError as exc:
+            raise ConfigError(str(exc)) from None
+        options[GPU]["gpu_sim"] = options[PROFILES]["gpu_sim"] = sim
+        if scenario.start_profile and not args.profile:
+            check_profile(scenario.start_profile, cfg)
+            options[PROFILES]["profile"] = scenario.start_profile
     return options
 
 
@@ -112,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     setup_logging(data_dir, cfg)
+    # CUDA numbers devices as NVML does: the GPU monitor watches the card llama uses.
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    if args.gpu_sim:
+        from workers.gpu.simcard import sim_folder, start
+
+        start(sim_folder(data_dir))  # a fresh card: its clock starts with the stack
     sup = Supervisor(cfg, data_dir, options)
     for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
         if hasattr(signal, name):

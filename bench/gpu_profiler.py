@@ -135,11 +135,16 @@ class GpuSampler(threading.Thread):
     def run(self) -> None:
         try:
             while not self.halt.is_set():
-                self.samples.append(self.source.read())
+                self._sample()
                 self.halt.wait(SAMPLE_EVERY_S)
-            self.samples.append(self.source.read())  # utilisation covers the last period too
+            self._sample()  # utilisation covers the last period too
         except self.source.nvml.NVMLError:
             pass  # e.g. a sensor this card lacks: keep what was read
+
+    def _sample(self) -> None:
+        reading = self.source.read()
+        if reading.get("available") is not False:  # False: NVML lost the GPU just now
+            self.samples.append(reading)
 
     def stop(self) -> list[dict[str, Any]]:
         self.halt.set()
@@ -241,11 +246,15 @@ def fill_point(point: Point, done: dict[str, Any], vram: int | None,
     if vram is not None and mem is not None:
         point.vram_mb = vram / MiB
         point.vram_percent = 100.0 * vram / mem.total
-    if samples:
-        util = [float(s["gpu_percent"]) for s in samples]
+    # A metric the card cannot give is None in a reading (NvmlSource reads each on its own).
+    util = [float(s["gpu_percent"]) for s in samples if s.get("gpu_percent") is not None]
+    temps = [float(s["temperature_c"]) for s in samples if s.get("temperature_c") is not None]
+    if util:
         point.gpu_percent_mean = statistics.fmean(util)
         point.gpu_percent_max = max(util)
-        point.temperature_c_max = max(float(s["temperature_c"]) for s in samples)
+    if temps:
+        point.temperature_c_max = max(temps)
+    if samples:
         point.gpu_samples = len(samples)
 
 

@@ -146,17 +146,20 @@ SCHEMA: dict[str, Any] = {
     "gpu_monitoring": {
         "interval_s": Opt(NUM, 5.0, min=0.5, max=3600, doc="seconds between readings"),
         "trace_file": Opt(OPT_STR, None, doc="replay this history CSV instead of NVML"),
+        "idle_interval_s": Opt(NUM, 30.0, min=0.5, max=3600,
+                               doc="seconds between readings while nothing is offloaded and "
+                                   "auto-switching waits for the card to free up"),
         "own_vram_every": Opt(int, 12, min=1, max=10_000,
                               doc="read our process's VRAM every N samples (costly in NVML)"),
         "history_file": Opt(OPT_STR, None, doc="null: <data dir>/gpu_history.csv"),
         "history_max_bytes": Opt(int, 1_048_576, min=1024, max=1 << 30),
         "history_backups": Opt(int, 3, min=0, max=100),
         "thresholds": {
-            "overloaded_vram": Opt(NUM, 90.0, min=0, max=100, doc="% VRAM: -> OVERLOADED"),
-            "stressed_vram": Opt(NUM, 75.0, min=0, max=100, doc="% VRAM and ..."),
-            "stressed_gpu": Opt(NUM, 80.0, min=0, max=100, doc="... % GPU: -> STRESSED"),
-            "optimal_vram": Opt(NUM, 60.0, min=0, max=100, doc="% VRAM below and ..."),
-            "optimal_gpu": Opt(NUM, 60.0, min=0, max=100, doc="... % GPU below: -> OPTIMAL"),
+            # VRAM states are fit-based (a profile fits next to others' use, with
+            # ai.vram_margin_mb to spare); only GPU % has thresholds.
+            "stressed_gpu": Opt(NUM, 80.0, min=0, max=100, doc="others' % GPU above: STRESSED"),
+            "optimal_gpu": Opt(NUM, 60.0, min=0, max=100,
+                               doc="others' % GPU below (and performance fits): OPTIMAL"),
             "hysteresis": Opt(NUM, 15.0, min=0, max=50,
                               doc="points of % a load must fall further to count as better"),
         },
@@ -231,11 +234,6 @@ def role_owners(workers: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 def _check_thresholds(t: dict[str, float]) -> None:
     """Thresholds that contradict each other would make states unreachable or overlapping."""
-    order = [("overloaded_vram", "stressed_vram"), ("stressed_vram", "optimal_vram")]
-    for high, low in order:
-        if t[high] <= t[low]:
-            raise ConfigError(f"config: 'gpu_monitoring.thresholds.{high}' ({t[high]}) must be "
-                              f"above '{low}' ({t[low]})")
     if t["stressed_gpu"] <= t["optimal_gpu"]:
         raise ConfigError(f"config: 'gpu_monitoring.thresholds.stressed_gpu' "
                           f"({t['stressed_gpu']}) must be above 'optimal_gpu' "

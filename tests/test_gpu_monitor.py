@@ -36,23 +36,41 @@ def test_companion_alone_stays_on_performance_despite_a_spike() -> None:
     assert sequence("companion_alone.csv") == [(2, "performance", False)]
 
 
+def _hover(**gm) -> list[str]:
+    """The hovering trace against a model whose `performance` fits exactly while others use
+    less than 4300 MiB of the 8 GiB: others' use hovers on both sides of that line."""
+    cfg = {**default_config()["gpu_monitoring"], **gm}
+    mib = 1 << 20
+    needs = {"performance": (8192 - 512 - 4300) * mib, "balanced": 1000 * mib}
+    d = Decider(cfg, lambda profile, total: needs.get(profile, 0), margin_bytes=512 * mib)
+    out = []
+    for i, r in enumerate(ReplaySource(TRACES / "hovering.csv").rows):
+        decision = d.update(Sample(i * cfg["interval_s"], r["vram_used"], r["vram_total"],
+                                   r["gpu_percent"], r["own_vram"]))
+        if decision is not None:
+            out.append(decision.profile)
+    return out
+
+
 def test_hovering_around_a_threshold_does_not_oscillate() -> None:
-    assert sequence("hovering.csv") == [(2, "balanced", False)]
+    assert sequence("hovering.csv") == [(2, "performance", False)]  # far from any line here
+    assert _hover() == ["balanced"]
     # The guard rails are what prevent it: without hysteresis and dwell it flaps.
-    flapping = sequence("hovering.csv", dwell_samples=1, min_switch_interval_s=0,
-                        thresholds={**default_config()["gpu_monitoring"]["thresholds"],
-                                    "hysteresis": 0})
-    assert len(flapping) > 4
+    flapping = _hover(dwell_samples=1, min_switch_interval_s=0,
+                      thresholds={**default_config()["gpu_monitoring"]["thresholds"],
+                                  "hysteresis": 0})
+    assert len(flapping) > 4, flapping
 
 
 def test_own_vram_is_not_pressure() -> None:
     cfg = default_config()["gpu_monitoring"]
     d = Decider(cfg, lambda profile, total: GiB // 2, "performance")
-    # 8 GB card: others 4 GB, ours 2.5 GB -> 81 % in total, but 56 % for others + our need.
-    s = Sample(0, int(6.5 * GiB), 8 * GiB, 30, own_vram=int(2.5 * GiB))
+    # 8 GB card: others 4.7 GB, ours 2.5 GB -> 90 % in total, but performance (0.5 GB) fits
+    # next to others with the 0.5 GB margin.
+    s = Sample(0, int(7.2 * GiB), 8 * GiB, 30, own_vram=int(2.5 * GiB))
     assert d.classify(s) is GpuState.OPTIMAL
-    # The ancestor's rule (total VRAM, own included) would have called it stressed or worse.
-    assert d.classify(Sample(0, int(6.5 * GiB), 8 * GiB, 30, own_vram=0)) is not GpuState.OPTIMAL
+    # Counting our own model as others' (what WDDM's missing per-process memory did) fails it.
+    assert d.classify(Sample(0, int(7.2 * GiB), 8 * GiB, 30, own_vram=0)) is not GpuState.OPTIMAL
 
 
 def test_min_interval_between_switches_but_not_for_overload() -> None:
@@ -69,9 +87,6 @@ def test_min_interval_between_switches_but_not_for_overload() -> None:
 
 
 @pytest.mark.parametrize(("thresholds", "needle"), [
-    ({"overloaded_vram": 70}, "'gpu_monitoring.thresholds.overloaded_vram' (70) must be above "
-                              "'stressed_vram' (75"),
-    ({"optimal_vram": 80}, "stressed_vram' (75.0) must be above 'optimal_vram' (80)"),
     ({"optimal_gpu": 90}, "stressed_gpu' (80.0) must be above 'optimal_gpu' (90)"),
     ({"hysteresis": -1}, "'gpu_monitoring.thresholds.hysteresis' = -1 is out of range"),
     ({"stressed_gpu": "high"}, "'gpu_monitoring.thresholds.stressed_gpu' must be a number"),

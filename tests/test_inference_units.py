@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -14,6 +15,7 @@ from workers.gpu.gguf_info import GGUFError, ModelInfo, read_model_info
 from workers.gpu.planner import GpuMemory, MiB, equivalent_profiles, estimate_vram, plan_profile
 from workers.gpu.sources import NvmlSource
 from workers.inference.emotion import LEXICON, PRESETS, detect
+from workers.inference.llama_loader import build_gpu_backends
 from workers.inference.memory import Memory
 from workers.inference.worker import InferenceWorker, Throttle
 
@@ -218,8 +220,8 @@ def test_load_reports_each_stage_and_llama_cpp_own_weight_progress(tmp_path: Pat
     rt = RecordingRuntime(tmp_path)
     info = InferenceWorker(rt)._load()  # type: ignore[arg-type]
     stages = list(dict.fromkeys(stage for stage, _ in rt.progress_calls))
-    vram = ["waiting for VRAM"] if info["n_gpu_layers"] else []
-    assert stages == ["checking model", "opening memory", "planning", *vram, "loading weights",
+    vram = ["waiting for VRAM"] if build_gpu_backends() and NvmlSource().available else []
+    assert stages == ["checking model", "opening memory", *vram, "planning", "loading weights",
                       "warming up"]
     weights = [f for stage, f in rt.progress_calls if stage == "loading weights" and f]
     assert weights == sorted(set(weights)) and weights[-1] == 1.0, weights
@@ -263,3 +265,24 @@ def test_throttle_passes_tenths_and_slow_growth_but_never_a_stall() -> None:
     slow(0.02)
     slow(0.015)
     assert sent == [0.02]  # a stuck load says nothing: its deadline must still run out
+
+
+class FreeingCard:
+    """A card whose free VRAM still grows for `settle_s` (the old process's memory coming
+    back after it exited), then holds."""
+
+    def __init__(self, settle_s: float) -> None:
+        self.t0, self.settle_s = time.monotonic(), settle_s
+
+    def memory(self) -> GpuMemory:
+        grown = min(time.monotonic() - self.t0, self.settle_s) / self.settle_s
+        return GpuMemory(8 << 30, int((2 + 4 * grown) * (1 << 30)))
+
+
+def test_planning_waits_for_the_old_process_vram_to_come_back(tmp_path: Path) -> None:
+    worker = InferenceWorker(RecordingRuntime(tmp_path))  # type: ignore[arg-type]
+    card = FreeingCard(0.5)
+    t0 = time.monotonic()
+    worker._wait_for_vram(card)  # type: ignore[arg-type]
+    assert time.monotonic() - t0 >= 0.5
+    assert card.memory().free == 6 << 30  # what planning then reads: all of it back

@@ -39,10 +39,30 @@ class ModelInfo:
     file_bytes: int
     layer_bytes: list[int] = field(default_factory=list)  # weights of each repeating block
     other_bytes: int = 0  # embeddings, output head, norms
+    embd_bytes: int = 0  # token_embd: llama.cpp keeps the input embedding on the CPU
+    output_bytes: int = 0  # output head + output_norm (the tied embedding when no output.weight)
+    key_length: int = 0  # {arch}.attention.key_length; 0: n_embd / n_head
+    value_length: int = 0
+    head_kv_per_layer: list[int] = field(default_factory=list)  # when the GGUF gives an array
+    n_ff: int = 0  # feed-forward width (the largest, when per layer)
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // max(self.n_head, 1)
+
+    @property
+    def head_dim_k(self) -> int:
+        return self.key_length or self.head_dim
+
+    @property
+    def head_dim_v(self) -> int:
+        return self.value_length or self.head_dim
+
+    def kv_heads(self, layer: int) -> int:
+        """KV heads of one block (some models vary them per layer, e.g. OpenELM)."""
+        if self.head_kv_per_layer and layer < len(self.head_kv_per_layer):
+            return self.head_kv_per_layer[layer]
+        return self.n_head_kv
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "arch": self.arch, "layers": self.n_layers,
@@ -128,8 +148,18 @@ def read_model_info(path: Path) -> ModelInfo:
         data_start = (c.pos + align - 1) // align * align
     arch = meta.get("general.architecture", "")
 
+    def arch_list(suffix: str, default: int = 0) -> list[int]:
+        """A key that may be one number or one per layer (an array), as ints."""
+        raw = meta.get(f"{arch}.{suffix}", default)
+        values = raw if isinstance(raw, list) else [raw]
+        try:
+            return [int(v) for v in values] or [default]
+        except (TypeError, ValueError):
+            raise GGUFError(f"{path}: {arch}.{suffix} is {raw!r}, not a number or an array of "
+                            f"numbers") from None
+
     def arch_key(suffix: str, default: int = 0) -> int:
-        return int(meta.get(f"{arch}.{suffix}", default))
+        return max(arch_list(suffix, default))
 
     n_layers = arch_key("block_count")
     if not n_layers:
@@ -138,6 +168,7 @@ def read_model_info(path: Path) -> ModelInfo:
     offsets = sorted(tensors, key=lambda t: t[1])
     layer_bytes = [0] * n_layers
     other = 0
+    named: dict[str, int] = {}
     for i, (name, off) in enumerate(offsets):
         end = offsets[i + 1][1] if i + 1 < len(offsets) else file_bytes - data_start
         size = end - off
@@ -146,9 +177,18 @@ def read_model_info(path: Path) -> ModelInfo:
             layer_bytes[int(m.group(1))] += size
         else:
             other += size
+            named[name] = size
+    embd = named.get("token_embd.weight", 0)
+    # No output.weight: llama.cpp duplicates the (tied) input embedding as the output head.
+    output = named.get("output.weight", embd) + named.get("output_norm.weight", 0)
     n_head = arch_key("attention.head_count", 1)
+    kv_list = arch_list("attention.head_count_kv", n_head)
     return ModelInfo(path=path, arch=arch, name=str(meta.get("general.name", path.stem)),
                      n_layers=n_layers, n_embd=arch_key("embedding_length"), n_head=n_head,
-                     n_head_kv=arch_key("attention.head_count_kv", n_head), n_vocab=n_vocab,
+                     n_head_kv=max(kv_list), n_vocab=n_vocab,
                      n_ctx_train=arch_key("context_length", 2048), file_bytes=file_bytes,
-                     layer_bytes=layer_bytes, other_bytes=other)
+                     layer_bytes=layer_bytes, other_bytes=other, embd_bytes=embd,
+                     output_bytes=output, key_length=arch_key("attention.key_length"),
+                     value_length=arch_key("attention.value_length"),
+                     head_kv_per_layer=kv_list if len(kv_list) > 1 else [],
+                     n_ff=arch_key("feed_forward_length"))

@@ -1,11 +1,19 @@
 """When to switch profiles: pure, so every recorded trace can be replayed in a test.
 
 The ancestor judged total VRAM use, which counts the companion's own model as pressure: after
-switching down VRAM looked free, so it switched up, filled VRAM again, and looped. Here pressure
-is VRAM used by *other* processes plus what the profile under consideration would need, which
-does not change when we switch. A new state must also hold for a while (dwell) and be clearly
-better before we step up (hysteresis), and switches keep a minimum distance, except the
-emergency of an overload.
+switching down VRAM looked free, so it switched up, filled VRAM again, and looped. Here the
+question is whether each profile *fits* next to what other programs use: others' VRAM (the
+card's use minus our own footprint, which the monitor keeps fresh) + what the profile needs +
+a margin must stay within the card. That does not change when we switch, so a switch cannot
+cause the next one. States:
+
+- OVERLOADED: the STRESSED state's profile (balanced) no longer fits -> the emergency profile;
+- OPTIMAL: the OPTIMAL profile (performance) fits and others' GPU % is below optimal_gpu;
+- STRESSED: others' GPU % above stressed_gpu; MODERATE otherwise.
+
+The GPU % is others' (the monitor leaves out the time our own replies run). A new state must
+hold for a while (dwell) and fit with `hysteresis` % of the card to spare before we step up, and
+switches keep a minimum distance, except the emergency of an overload.
 """
 
 from __future__ import annotations
@@ -57,9 +65,10 @@ NeedFn = Callable[[str, int], int]
 
 
 class Decider:
-    def __init__(self, cfg: dict[str, Any], need: NeedFn, current_profile: str | None = None
-                 ) -> None:
+    def __init__(self, cfg: dict[str, Any], need: NeedFn, current_profile: str | None = None,
+                 margin_bytes: int = 512 << 20) -> None:
         self.t = cfg["thresholds"]
+        self.margin = margin_bytes
         self.profiles: dict[str, str] = cfg["state_profiles"]
         self.dwell_samples = cfg["dwell_samples"]
         self.dwell_s = cfg["dwell_s"]
@@ -73,25 +82,37 @@ class Decider:
         self._last_switch: float | None = None
         self.last_pressure: dict[str, float] = {}
 
+    def fits(self, profile: str, s: Sample, extra: int = 0) -> bool:
+        """Does `profile` fit next to what others use now, with the margin (and `extra`)?"""
+        total = max(s.vram_total, 1)
+        return s.others + self.need(profile, total) + self.margin + extra <= total
+
     def classify(self, s: Sample, shift: float = 0.0) -> GpuState:
-        """State of one sample; `shift` pretends the load is that many points higher."""
+        """State of one sample; `shift` pretends the load is that many points higher (of the
+        card's VRAM, and of GPU %)."""
         t = self.t
         total = max(s.vram_total, 1)
-        mid = 100.0 * (s.others + self.need(self.profiles["STRESSED"], total)) / total
-        top = 100.0 * (s.others + self.need(self.profiles["OPTIMAL"], total)) / total
-        self.last_pressure = {"vram_if_stressed_profile": round(mid, 2),
-                              "vram_if_optimal_profile": round(top, 2),
-                              "others_percent": round(100.0 * s.others / total, 2)}
-        gpu = s.gpu_percent + shift
-        mid += shift
-        top += shift
-        if mid > t["overloaded_vram"]:
+        stressed, optimal = self.profiles["STRESSED"], self.profiles["OPTIMAL"]
+        self.last_pressure = {
+            "others_percent": round(100.0 * s.others / total, 2),
+            "own_percent": round(100.0 * s.own_vram / total, 2),
+            "vram_if_stressed_profile": round(
+                100.0 * (s.others + self.need(stressed, total)) / total, 2),
+            "vram_if_optimal_profile": round(
+                100.0 * (s.others + self.need(optimal, total)) / total, 2)}
+        extra = int(shift / 100.0 * total)
+        gpu = (s.gpu_percent or 0.0) + shift
+        if not self.fits(stressed, s, extra):
             return GpuState.OVERLOADED
-        if mid > t["stressed_vram"] and gpu > t["stressed_gpu"]:
-            return GpuState.STRESSED
-        if top < t["optimal_vram"] and gpu < t["optimal_gpu"]:
+        if self.fits(optimal, s, extra) and gpu < t["optimal_gpu"]:
             return GpuState.OPTIMAL
+        if gpu > t["stressed_gpu"]:
+            return GpuState.STRESSED
         return GpuState.MODERATE
+
+    def restart_dwell(self) -> None:
+        """Samples taken while a switch was under way say nothing about the new load."""
+        self._pending, self._pending_count = None, 0
 
     def update(self, s: Sample) -> Decision | None:
         """Feed one sample; returns a Decision when the profile should change now."""

@@ -26,9 +26,12 @@ class History:
         w = csv.writer(buf)
         if new:
             w.writerow(COLUMNS)
+        def cell(key: str) -> Any:  # a metric the device cannot give is None: an empty cell
+            return "" if reading.get(key) is None else reading[key]
+
         w.writerow([f"{time.time():.1f}", reading["vram_used"] // MB, reading["vram_total"] // MB,
-                    reading["vram_percent"], reading["gpu_percent"], reading["temperature_c"],
-                    "" if reading.get("power_w") is None else reading["power_w"],
+                    reading["vram_percent"], cell("gpu_percent"), cell("temperature_c"),
+                    cell("power_w"),
                     (reading.get("own_vram") or 0) // MB, state, profile])
         with self.path.open("a", newline="", encoding="utf-8") as fh:
             fh.write(buf.getvalue())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,14 @@ import psutil
 
 from supervisor.config import DEFAULT_CONFIG, ConfigError, load_config, load_profiles, profiles_path
 from workers.gpu.gguf_info import GGUFError, read_model_info
-from workers.gpu.planner import REBUILD_HINT, MiB, estimate_vram, plan_profile
+from workers.gpu.planner import MiB, estimate_vram, plan_profile, rebuild_hint
 from workers.gpu.sources import NvmlSource
-from workers.inference.llama_loader import cpu_has_amx
+from workers.inference.llama_loader import build_gpu_backends, cpu_has_amx
 from workers.inference.worker import model_path
+
+
+def setup_hint() -> str:
+    return "py bootstrap.py setup" if os.name == "nt" else "python3 bootstrap.py setup"
 
 
 def diagnose(config_path: Path, model: Path | None = None) -> dict[str, Any]:
@@ -33,25 +38,33 @@ def diagnose(config_path: Path, model: Path | None = None) -> dict[str, Any]:
     try:
         import llama_cpp
 
-        supports = bool(llama_cpp.llama_supports_gpu_offload())
-        report["llama_cpp"] = {"version": llama_cpp.__version__, "gpu_offload": supports}
-    except ImportError as exc:
-        problems.append(f"llama-cpp-python is not installed ({exc}); fix: python3 bootstrap.py "
-                        f"setup")
+        backends = build_gpu_backends()
+        # llama.cpp's own answer is False on a CUDA build that sees no device: the build's
+        # support is its GPU backend libraries; whether a device is visible is asked apart.
+        offload_now = bool(llama_cpp.llama_supports_gpu_offload())
+        supports = bool(backends) or offload_now
+        report["llama_cpp"] = {"version": llama_cpp.__version__, "gpu_offload": offload_now,
+                               "build_gpu_support": supports, "gpu_backends": backends}
+    except (ImportError, OSError) as exc:
+        problems.append(f"llama-cpp-python is not installed ({exc}); fix: {setup_hint()}")
         return report
     source = NvmlSource()
     mem = source.memory()
-    report["gpu"] = ({"nvml": True, "name": source.name, "vram_total_mb": mem.total // MiB,
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES") == ""
+    report["gpu"] = ({"nvml": True, "visible": not hidden, "name": source.name,
+                      "uuid": source.uuid, "vram_total_mb": mem.total // MiB,
                       "vram_free_mb": mem.free // MiB} if mem else
-                     {"nvml": False, "reason": source.reason})
+                     {"nvml": False, "visible": False, "reason": source.reason})
     if mem and not supports:
         problems.append(f"an NVIDIA GPU is visible but llama-cpp-python is a CPU-only build; "
-                        f"fix: {REBUILD_HINT}")
+                        f"fix: {rebuild_hint()}")
+    if mem and hidden:
+        problems.append("CUDA_VISIBLE_DEVICES is empty here, so llama.cpp sees no GPU; unset it")
     report["cpu"] = {"physical_cores": psutil.cpu_count(logical=False),
                      "logical_cores": psutil.cpu_count(), "amx": cpu_has_amx()}
     path = model or model_path({}, cfg)
     if not path.is_file():
-        problems.append(f"model file not found: {path}; fix: python3 bootstrap.py setup, or "
+        problems.append(f"model file not found: {path}; fix: {setup_hint()}, or "
                         f"--model PATH (see models/README.md)")
         return report
     try:
@@ -69,7 +82,8 @@ def diagnose(config_path: Path, model: Path | None = None) -> dict[str, Any]:
         report["profiles"][name] = {"runs_as": plan.profile, "n_gpu_layers": plan.n_gpu_layers,
                                     "n_ctx": plan.n_ctx, "est_vram_mb": plan.est_vram_bytes // MiB}
     report["model"]["all_layers_on_gpu_mb"] = {
-        name: estimate_vram(info, -1, min(p["n_ctx"], info.n_ctx_train), p["n_batch"]) // MiB
+        name: estimate_vram(info, -1, min(p["n_ctx"], info.n_ctx_train), p["n_batch"],
+                            p["flash_attn"]) // MiB
         for name, p in profiles.items()}
     auto = plan_profile("auto", profiles, info, mem, supports, cores, margin)
     report["auto"] = {"profile": auto.profile, "n_gpu_layers": auto.n_gpu_layers,
@@ -83,12 +97,14 @@ def print_report(report: dict[str, Any], as_json: bool) -> int:
         return 1 if report["problems"] else 0
     if "llama_cpp" in report:
         lc = report["llama_cpp"]
-        print(f"llama-cpp-python {lc['version']}: GPU offload "
-              f"{'supported' if lc['gpu_offload'] else 'NOT supported (CPU-only build)'}")
+        backends = ", ".join(lc["gpu_backends"]) or "llama.cpp says so"
+        print(f"llama-cpp-python {lc['version']}: build GPU support: "
+              + (f"yes ({backends})" if lc["build_gpu_support"] else "NO (CPU-only build)"))
     if "gpu" in report:
         g = report["gpu"]
-        print(f"GPU: {g['name']}, {g['vram_free_mb']} of {g['vram_total_mb']} MiB free"
-              if g["nvml"] else f"GPU: none visible. {g['reason']}")
+        print(f"GPU device: visible: {g['name']}, {g['vram_free_mb']} of {g['vram_total_mb']} "
+              f"MiB free" if g["visible"] else
+              f"GPU device: none visible. {g.get('reason') or 'CUDA_VISIBLE_DEVICES is empty'}")
     if "cpu" in report:
         c = report["cpu"]
         print(f"CPU: {c['physical_cores']} physical / {c['logical_cores']} logical cores"

@@ -19,6 +19,29 @@ from typing import Any
 log = logging.getLogger("inference.loader")
 
 
+_NOT_GPU = ("base", "cpu", "blas", "rpc")  # ggml backends that are no GPU
+
+
+def build_gpu_backends() -> list[str]:
+    """GPU backends this llama-cpp-python build ships (cuda, vulkan, hip, metal, sycl...),
+    read from its library files: asking llama.cpp (llama_supports_gpu_offload) starts CUDA in
+    this process, which a process meant to stay off the GPU must not do. Metal is built into
+    libggml on macOS wheels, so there it asks llama.cpp, which costs nothing on a Mac."""
+    try:
+        import llama_cpp
+    except (ImportError, OSError):
+        return []
+    lib = Path(llama_cpp.__file__).parent / "lib"
+    found = set()
+    for f in lib.glob("*ggml-*"):
+        name = f.name.split("ggml-", 1)[1].split(".", 1)[0].lower()
+        if name and name not in _NOT_GPU:
+            found.add(name)
+    if not found and sys.platform == "darwin":
+        return ["metal"] if llama_cpp.llama_supports_gpu_offload() else []
+    return sorted(found)
+
+
 def cpu_has_amx() -> bool:
     if not sys.platform.startswith("linux"):
         return False  # AMX exists only on server Xeons; their users run Linux

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -25,9 +26,10 @@ from protocol.messages import ErrorCode
 from supervisor.config import DEFAULT_MODEL, ConfigError, load_profiles, profiles_path
 from workers.gpu.gguf_info import GGUFError, ModelInfo, read_model_info
 from workers.gpu.planner import GpuMemory, MiB, Plan, equivalent_profiles, plan_profile
-from workers.gpu.sources import NvmlSource
+from workers.gpu.simcard import ScenarioError, SimCard, load_scenario, sim_folder
+from workers.gpu.sources import GpuSource, NvmlSource
 from workers.inference import emotion
-from workers.inference.llama_loader import open_model
+from workers.inference.llama_loader import build_gpu_backends, open_model
 from workers.inference.memory import Memory
 from workers.priority import keep_this_thread_responsive, lower_this_thread_for_compute
 from workers.runtime import WorkerRuntime
@@ -36,6 +38,8 @@ log = logging.getLogger("inference")
 
 TEMPLATE_TOKENS_PER_MESSAGE = 8  # role markers the chat template adds around each message
 VRAM_WAIT_S = 5.0
+VRAM_STEADY_S = 0.3  # free VRAM unchanged this long: what the old process held is back
+VRAM_STEADY_BYTES = 16 * MiB
 
 
 def model_path(options: dict[str, Any], config: dict[str, Any]) -> Path:
@@ -92,36 +96,63 @@ class InferenceWorker:
             path, model, profiles = self._check_model()
         with self._stage("opening memory"):  # before the slow part: a bad setting fails fast
             self.memory = self._open_memory()
+        source, plan_model, supports_gpu = self._card(model)
+        if supports_gpu and source.available:
+            with self._stage("waiting for VRAM"):  # before planning, which reads free VRAM
+                self._wait_for_vram(source)
         with self._stage("planning"):
-            supports_gpu = self._llama_supports_gpu()
-            source = self.prepared.source or NvmlSource()
             gpu = source.memory()
-            plan = self._plan(profiles, model, gpu, supports_gpu)
-            equivalent = equivalent_profiles(plan, profiles, model, gpu, supports_gpu,
+            plan = self._plan(profiles, plan_model, gpu, supports_gpu)
+            equivalent = equivalent_profiles(plan, profiles, plan_model, gpu, supports_gpu,
                                              _cores(), self.ai["vram_margin_mb"] * MiB)
-        if plan.n_gpu_layers:
-            with self._stage("waiting for VRAM"):
-                self._wait_for_vram(source, plan)
+        if plan.n_gpu_layers == 0:
+            # Truly off the GPU: a CUDA build would otherwise still create a CUDA context and
+            # run prompt batches over 32 tokens there (op offload). Before any llama call, as
+            # CUDA reads this once, at its first use in this process.
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""
         with self._stage("loading weights"):
             t0 = time.perf_counter()
+            before = source.memory()
             self.llm = self._open(path, plan)
+            source.claim(plan.est_vram_bytes, min(plan.n_gpu_layers / plan_model.n_layers, 1.0))
+            after = source.memory()
             _busy_for(self.ai["extra_load_s"])
             load_s = time.perf_counter() - t0
-        self.plan, self.model = plan, model
+        self.plan, self.model, self.card = plan, model, source
         self.n_ctx = self.llm.n_ctx()
         with self._stage("warming up"):
             self.persona_tokens = self.count(self.ai["persona"]) + TEMPLATE_TOKENS_PER_MESSAGE
             warmup_s = self._warm_up() if self.ai["warmup"] else 0.0
+        measured = (None if before is None or after is None
+                    else max(before.free - after.free, 0) // MiB)
         info = {"profile": plan.profile, "requested_profile": plan.requested,
                 "equivalent_profiles": equivalent,
                 "gpu_offload_supported": supports_gpu, "gpu_fallback": plan.gpu_fallback,
+                "gpu_visible": gpu is not None,
                 "n_gpu_layers": plan.n_gpu_layers, "n_ctx": self.n_ctx,
                 "n_threads": plan.n_threads, "est_vram_mb": round(plan.est_vram_bytes / MiB),
-                "model": path.name, "model_path": str(path), "model_layers": model.n_layers,
+                "vram_measured_mb": measured,
+                "model": path.name, "model_path": str(path), "model_layers": plan_model.n_layers,
                 "load_s": round(load_s, 3), "warmup_s": round(warmup_s, 3),
                 "notes": plan.notes}
         log.info("model loaded: %s", info)
         return info
+
+    def _card(self, model: ModelInfo) -> tuple[GpuSource, ModelInfo, bool]:
+        """The card to plan on, the model shape to plan for, and whether the build offloads.
+
+        With --gpu-sim, the simulated card (and the scenario's model shape, whose footprint the
+        card charges) stands in for NVML, and the scenario says whether the build has CUDA; the
+        real embedded model still loads and answers."""
+        sim = self.rt.options.get("gpu_sim")
+        if sim:
+            try:
+                scenario = load_scenario(Path(sim))
+            except ScenarioError as exc:
+                self.rt.fail_config(f"{exc} (--gpu-sim)")
+            card = SimCard(scenario, sim_folder(self.rt.data_dir))
+            return card, scenario.model or model, scenario.cuda_build
+        return self.prepared.source or NvmlSource(), model, self._llama_supports_gpu()
 
     def _check_model(self) -> tuple[Path, ModelInfo, dict[str, dict[str, Any]]]:
         rt = self.rt
@@ -158,12 +189,14 @@ class InferenceWorker:
                                 f"memory.sqlite)")
 
     def _llama_supports_gpu(self) -> bool:
+        """Whether the build has a GPU backend, read from its files: asking llama.cpp would
+        start CUDA in this process before we know whether it should stay off the GPU."""
         try:
-            import llama_cpp
+            import llama_cpp  # noqa: F401
         except (ImportError, OSError) as exc:  # not installed, or its native library broken
             self.rt.fail_config(f"llama-cpp-python cannot be imported ({exc}); fix: python3 "
                                 f"bootstrap.py setup")
-        return bool(llama_cpp.llama_supports_gpu_offload())
+        return bool(build_gpu_backends())
 
     def _plan(self, profiles: dict[str, dict[str, Any]], model: ModelInfo,
               gpu: GpuMemory | None, supports_gpu: bool) -> Plan:
@@ -186,16 +219,26 @@ class InferenceWorker:
         except (ValueError, RuntimeError) as exc:
             self.rt.fail_config(f"could not load model {path}: {exc} (see models/README.md)")
 
-    def _wait_for_vram(self, source: NvmlSource, plan: Plan) -> None:
-        """After a switch the old process's VRAM comes back a moment after it exits."""
+    def _wait_for_vram(self, source: GpuSource) -> None:
+        """After a switch the old process's VRAM comes back a moment after it exits: planning
+        from free VRAM before that would offload too few layers. Wait until free VRAM holds
+        still for VRAM_STEADY_S (at most VRAM_WAIT_S)."""
         deadline = time.monotonic() + VRAM_WAIT_S
-        while time.monotonic() < deadline:
+        last = source.memory()
+        steady_since = time.monotonic()
+        while last is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
             mem = source.memory()
-            if mem is None or mem.free >= plan.est_vram_bytes:
+            if mem is None:
                 return
-            time.sleep(0.1)
-        log.warning("VRAM still short of the %d MiB estimate after %.0f s; loading anyway",
-                    plan.est_vram_bytes // MiB, VRAM_WAIT_S)
+            if abs(mem.free - last.free) > VRAM_STEADY_BYTES:
+                steady_since = time.monotonic()
+            elif time.monotonic() - steady_since >= VRAM_STEADY_S:
+                return
+            last = mem
+        if last is not None:
+            log.warning("free VRAM still changing after %.0f s; planning with %d MiB free",
+                        VRAM_WAIT_S, last.free // MiB)
 
     def _warm_up(self) -> float:
         """Evaluate the persona once: its KV stays cached, so the first reply is not slower."""
@@ -265,6 +308,14 @@ class InferenceWorker:
             return
         messages, max_tokens, prompt_tokens = self._plan_prompt(env)
         self.rt.publish("chat_started", {"request_id": rid})
+        self.card.busy(True)
+        try:
+            self._stream(env, rid, messages, max_tokens, prompt_tokens)
+        finally:
+            self.card.busy(False)
+
+    def _stream(self, env: Envelope, rid: int, messages: list[dict[str, str]], max_tokens: int,
+                prompt_tokens: int) -> None:
         t0 = time.perf_counter()
         ttft = 0.0
         pieces: list[str] = []
@@ -358,7 +409,7 @@ class Prepared:
     """What a start can do before it knows its options: by a warm spare, while the worker it
     replaces still runs. A failure here is left for the load to report, with its fix."""
 
-    source: NvmlSource | None = None
+    source: GpuSource | None = None
     model_path: Path | None = None
     model: ModelInfo | None = None
 
@@ -375,6 +426,8 @@ def prepare(rt: WorkerRuntime) -> Prepared:
 
 
 def main() -> None:
+    # CUDA then numbers devices as NVML does, so the monitor watches the card llama uses.
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     rt = WorkerRuntime.from_stdin(prepare=prepare)
     InferenceWorker(rt, rt.prepared).start()
     rt.run()
