@@ -1,20 +1,29 @@
-"""Start the companion: the supervisor, which starts and watches every worker.
+"""Start the companion: the supervisor, which starts and watches every worker, and the
+control panel (a worker of its own) unless --headless or there is no display.
 
-Ctrl-C or SIGTERM stops everything cleanly; control it with `python -m supervisor`.
+Ctrl-C or SIGTERM stops everything cleanly; control it with the panel or `python -m supervisor`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import logging.handlers
+import os
 import signal
 import sys
 from pathlib import Path
 
 from protocol.bus import RUN_FILE, BusInfo, clean_stale_ipc_dirs, remove_stale_run_file
 from protocol.messages import CHAT, GPU, PROFILES
-from supervisor.config import DEFAULT_CONFIG, ConfigError, check_profile, load_config
+from supervisor.config import (
+    DEFAULT_CONFIG,
+    ConfigError,
+    check_profile,
+    load_config,
+    with_panel,
+)
 from supervisor.core import Supervisor
 
 
@@ -27,8 +36,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gpu-trace", type=Path,
                    help="replay this GPU history CSV instead of reading NVML (data/traces/)")
     p.add_argument("--headless", action="store_true",
-                   help="no control GUI (the only mode until the GUI lands; use the CLI)")
+                   help="no control panel (control it with python -m supervisor; attach a "
+                        "panel later with python -m panel)")
     return p.parse_args(argv)
+
+
+def no_panel_reason(env: dict[str, str] | None = None) -> str:
+    """Why the control panel cannot open here ("" when it can): no display on Linux, or no
+    PySide6. An explicit QT_QPA_PLATFORM (offscreen, vnc...) needs no display."""
+    env = dict(os.environ) if env is None else env
+    if importlib.util.find_spec("PySide6") is None:
+        return "PySide6 is not installed (python3 bootstrap.py setup)"
+    if (sys.platform.startswith("linux") and not env.get("QT_QPA_PLATFORM")
+            and not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+    return ""
 
 
 def setup_logging(data_dir: Path, cfg: dict) -> None:
@@ -101,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not args.headless:
+        why = no_panel_reason()
+        if why:
+            print(f"note: {why}: running headless; attach a panel later with python -m panel "
+                  f"--config {config_path}", file=sys.stderr)
+        else:
+            cfg = with_panel(cfg)
     setup_logging(data_dir, cfg)
     sup = Supervisor(cfg, data_dir, options)
     for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
