@@ -33,8 +33,8 @@ class AvatarLink(QObject):
         self.sock = QTcpSocket(self)
         self.sock.connected.connect(self._greet)
         self.sock.readyRead.connect(self._read)
-        self.sock.disconnected.connect(lambda: self._lost("the bridge closed the connection"))
-        self.sock.errorOccurred.connect(lambda _e: self._lost(self.sock.errorString()))
+        self.sock.disconnected.connect(self._on_disconnected)
+        self.sock.errorOccurred.connect(self._on_error)
         self.decoder = FrameDecoder(DEFAULT_MAX_FRAME)
         self.target: tuple[str, int, str | None] | None = None
         self.session: int | None = None
@@ -65,6 +65,12 @@ class AvatarLink(QObject):
         if self.target[2]:
             data["token"] = self.target[2]
         self.sock.write(message("hello", data, id=1))
+
+    def _on_disconnected(self) -> None:
+        self._lost("the bridge closed the connection")
+
+    def _on_error(self, _error: object) -> None:
+        self._lost(self.sock.errorString())
 
     def _lost(self, why: str) -> None:
         if self.greeted or not self._retry.isActive():
