@@ -52,6 +52,25 @@ def family(pid: int) -> list[int]:
     return [pid, *(p.pid for p in parent.children(recursive=True))]
 
 
+def test_pyside_keeps_none_alive() -> None:
+    """PySide6 6.12.0 on Python 3.11 drops a reference to None per void call (pyproject pins
+    below it there): the panel would abort with none_dealloc after a few thousand calls."""
+    from PySide6.QtCore import QObject
+
+    obj = QObject()
+    before = sys.getrefcount(None)
+    for _ in range(2000):
+        obj.setObjectName("x")
+    assert sys.getrefcount(None) - before > -100
+
+
+def test_the_supervisor_core_and_launch_import_no_qt() -> None:
+    from tests.test_layering import CORE, imported_after
+
+    loaded = imported_after(*CORE, "launch")
+    assert not {m for m in loaded if m.startswith(("PySide6", "panel", "pyqtgraph"))}
+
+
 def test_no_panel_reason() -> None:
     assert no_panel_reason({"QT_QPA_PLATFORM": "offscreen"}) == ""
     if sys.platform.startswith("linux"):
