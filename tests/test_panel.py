@@ -262,3 +262,18 @@ def test_load_another_gguf_restarts_only_inference(qtbot: Any, win: PanelWindow,
     assert "default model from the next start" in win.status_line.text()
     assert str(DEFAULT_MODEL) in stack.config_path.read_text()
     assert stack.worker("inference")["pid"] == pid
+
+
+def test_size_position_and_tab_are_remembered(qtbot: Any, stack: Stack, tmp_path: Path) -> None:
+    first = make_panel(stack, tmp_path)
+    first.resize(700, 500)  # within the offscreen screen (800 x 600): restoring keeps it on screen
+    first.tabs.setCurrentIndex(2)
+    size = (first.width(), first.height())  # the layout's minimum may have grown it
+    assert size != (1100, 720)
+    first.close()
+    again = make_panel(stack, tmp_path)
+    try:
+        assert again.tabs.currentIndex() == 2
+        assert (again.width(), again.height()) == size
+    finally:
+        again.close()

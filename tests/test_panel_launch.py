@@ -19,7 +19,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtCore import QPoint, QSettings, Qt  # noqa: E402
 
 from launch import no_panel_reason  # noqa: E402
 from panel.app import open_panel  # noqa: E402
@@ -29,12 +29,14 @@ from supervisor.harness import ROOT, Stack, pid_gone, wait_for  # noqa: E402
 from tests.conftest import base_config  # noqa: E402
 
 WORKERS = ("inference", "gpu_monitor", "unity_bridge")
+TRACE = ROOT / "data" / "traces" / "companion_alone.csv"
 
 
-def launch(stack: Stack, env: dict[str, str]) -> Stack:
+def launch(stack: Stack, env: dict[str, str], *args: str) -> Stack:
     """What Stack.start does, without --headless: launch.py as a user runs it."""
     stack.proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "launch.py"), "--config", str(stack.config_path)], cwd=ROOT,
+        [sys.executable, str(ROOT / "launch.py"), "--config", str(stack.config_path), *args],
+        cwd=ROOT,
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     stack._drain = threading.Thread(target=stack._read_console, args=(stack.proc,),
                                     daemon=True)
@@ -98,8 +100,10 @@ def test_no_display_runs_headless_with_one_line(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(tmp_path_factory.mktemp("launched"), base_config())
-    launch(stack, {**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    # a replayed GPU trace: the GPU tab has readings to plot here
+    stack = Stack(tmp_path_factory.mktemp("launched"),
+                  base_config(gpu_monitoring={"interval_s": 0.5}))
+    launch(stack, {**os.environ, "QT_QPA_PLATFORM": "offscreen"}, "--gpu-trace", str(TRACE))
     yield stack
     stack.stop()
 
@@ -144,6 +148,30 @@ def test_kill9_of_the_panel_leaves_the_stack_and_a_new_panel_shows_the_same_stat
         win.close()
         assert stack.worker("panel")["pid"] == back["pid"]
         assert all(stack.worker(n)["state"] == "RUNNING" for n in WORKERS)
+    finally:
+        win.close()
+
+
+def test_the_gpu_tab_plots_readings_and_auto_switching_turns_off_and_on(
+        launched: Stack, qtbot: Any, tmp_path: Path) -> None:
+    win = attach(launched, tmp_path)
+    gpu = win.gpu
+    win.tabs.setCurrentWidget(gpu)
+    try:
+        qtbot.waitUntil(lambda: len(gpu.samples) >= 3, timeout=30_000)
+        assert gpu.stack.currentWidget() is gpu.plot
+        qtbot.waitUntil(lambda: gpu.vram_curve.getData()[0] is not None
+                        and len(gpu.vram_curve.getData()[0]) >= 3, timeout=5000)
+        qtbot.waitUntil(lambda: gpu.auto.isChecked(), timeout=10_000)
+        # off, by a click on the box (a check box takes clicks on its box and text only)
+        qtbot.mouseClick(gpu.auto, Qt.MouseButton.LeftButton, pos=QPoint(8, gpu.auto.height() // 2))
+        qtbot.waitUntil(lambda: "auto-switching off until the next start"
+                        in win.status_line.text(), timeout=10_000)
+        n = len(gpu.samples)
+        qtbot.waitUntil(lambda: len(gpu.samples) > n + 1 and not gpu.auto.isChecked(),
+                        timeout=10_000)  # readings say it is off, not the panel's guess
+        gpu.set_auto(True)
+        qtbot.waitUntil(lambda: gpu.auto.isChecked(), timeout=10_000)
     finally:
         win.close()
 
