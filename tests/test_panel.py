@@ -182,6 +182,10 @@ def test_profile_switch_while_a_reply_streams_drains_and_the_avatar_keeps_workin
     ready(qtbot, win)
     chat, gpu = win.chat, win.gpu
     bridge_pid = stack.worker("unity_bridge")["pid"]
+    stages: list[str] = []
+    bars: list[str] = []
+    win.bus.on("progress", lambda d: stages.append(d["stage"]))
+    win.load_bar.valueChanged.connect(lambda _v: bars.append(win.load_bar.format()))
     chat.input.setPlainText(LONG)
     chat.send()
     qtbot.waitUntil(lambda: len(chat.reply_text) > 10, timeout=60_000)
@@ -199,6 +203,26 @@ def test_profile_switch_while_a_reply_streams_drains_and_the_avatar_keeps_workin
     qtbot.waitUntil(lambda: f"Profile in effect: {RELOAD_PROFILE}" in gpu.in_effect.text(),
                     timeout=90_000)
     assert stack.worker("unity_bridge")["pid"] == bridge_pid  # only inference restarted
+    # the load's progress (llama.cpp's callback, through the supervisor) drove the bar
+    assert "loading weights" in stages, stages
+    assert any(b.startswith("model: loading weights") for b in bars), bars
+    assert not win.load_bar.isVisible()  # hidden again once the model runs
+
+
+def test_an_emergency_switch_shows_that_the_reply_is_run_again(
+        qtbot: Any, win: PanelWindow, stack: Stack) -> None:
+    ready(qtbot, win)
+    chat, gpu = win.chat, win.gpu
+    chat.input.setPlainText(LONG)
+    chat.send()
+    qtbot.waitUntil(lambda: len(chat.reply_text) > 10, timeout=60_000)
+    gpu.profiles.setCurrentText("cpu_fallback")
+    gpu.switch(emergency=True)
+    qtbot.waitUntil(lambda: chat.notice.isVisible(), timeout=30_000)
+    assert "run again (attempt 2)" in chat.notice.text(), chat.notice.text()
+    qtbot.waitUntil(lambda: chat.request_id is None, timeout=120_000)
+    assert "Reply done" in chat.figures.text(), chat.figures.text()
+    assert chat.transcript.toPlainText().rstrip().endswith(chat.reply_text.rstrip())
 
 
 def test_bad_input_gives_a_clear_message_and_stops_nothing(
