@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QProcess, QTimer
+from PySide6.QtCore import QProcess, Qt, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 WINDOW_S = 300.0  # the plot's span: the last five minutes
 MIN_SPAN_S = 60.0
+MAX_LISTED = 100  # profile switches kept in the list under the plot
 MAX_POINTS = 4096  # per curve, whatever the interval: memory stays flat
 REDRAW_MS = 250
 DOCTOR_MODULE = "workers.inference.doctor"
@@ -65,7 +66,7 @@ class GpuTab(QWidget):
         self.plot.setLabel("bottom", "seconds since the panel opened")
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.showGrid(x=True, y=True, alpha=0.2)
-        self.plot.addLegend(offset=(10, 10))
+        self.plot.addLegend(offset=(-10, -40))  # bottom right: the thresholds' labels are left
         self.vram_curve = self.plot.plot(name="VRAM %", pen=pg.mkPen("#1f77b4", width=2))
         self.gpu_curve = self.plot.plot(name="GPU %", pen=pg.mkPen("#2ca02c", width=2))
         self.temp_curve = self.plot.plot(name="temperature °C", pen=pg.mkPen("#d62728", width=2))
@@ -83,6 +84,8 @@ class GpuTab(QWidget):
         self.switch_list = QListWidget()
         self.switch_list.setObjectName("switches")
         self.switch_list.setMaximumHeight(90)
+        self.switch_list.setWordWrap(True)
+        self.switch_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.switch_list.addItem("Profile switches appear here, numbered as on the plot.")
         self.no_gpu = QLabel("Waiting for the GPU monitor's first reading…")
         self.no_gpu.setObjectName("no_gpu")
@@ -152,6 +155,7 @@ class GpuTab(QWidget):
         dl.addRow(self.doctor)
         dl.addRow(self.doctor_button)
         self._doctor_proc: QProcess | None = None
+        self._doctor_ran = False
 
         right = QVBoxLayout()
         right.addWidget(prof)
@@ -230,14 +234,17 @@ class GpuTab(QWidget):
             self.switch_list.clear()  # the placeholder
         color = "#c62828" if emergency else "#6a1b9a"
         label = f"{self.switches} → {profile}" + (" (emergency)" if emergency else "")
+        height = 0.97 - 0.07 * (self.switches % 3)  # close switches: labels one above another
         line = pg.InfiniteLine(pos=self.now(), angle=90, pen=pg.mkPen(color, width=1.5),
-                               label=label, labelOpts={"position": 0.97, "color": color,
+                               label=label, labelOpts={"position": height, "color": color,
                                                        "anchors": [(0, 0), (0, 0)]})
         self.plot.addItem(line)
         self.markers.append((self.now(), line))
         at = time.strftime("%H:%M:%S")
         self.switch_list.insertItem(0, f"{self.switches}. {at} → {profile}"
                                        f"{' (emergency)' if emergency else ''}: {reason}")
+        while self.switch_list.count() > MAX_LISTED:
+            self.switch_list.takeItem(self.switch_list.count() - 1)
         self._dirty = True
 
     def redraw(self) -> None:
@@ -265,12 +272,23 @@ class GpuTab(QWidget):
     # -- status (from the window) --------------------------------------------------------------
     def show_status(self, profile: str, chat_worker: dict[str, Any]) -> None:
         info = chat_worker.get("ready_info") or {}
+        asked = info.get("requested_profile")
         if profile:
-            self.in_effect.setText(f"Profile in effect: {profile}")
+            self.in_effect.setText(f"Profile in effect: {profile}"
+                                   + (f" (asked: {asked})" if asked not in (None, profile)
+                                      else ""))
         if info.get("model_path"):
             self.model_now.setText(f"Model: {info.get('model')} ({info['model_path']})")
 
     # -- actions -------------------------------------------------------------------------------
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        """The doctor runs once, the first time the tab is shown (a second or two, in its own
+        process)."""
+        super().showEvent(event)
+        if not self._doctor_ran:
+            self._doctor_ran = True
+            self.run_doctor()
+
     def switch(self, emergency: bool) -> None:
         profile = self.profiles.currentText()
         self.win.call("switch_profile", {"profile": profile, "emergency": emergency,
@@ -338,6 +356,13 @@ class GpuTab(QWidget):
             args += ["--config", str(self.win.config_path)]
         self._doctor_proc = proc
         proc.start(sys.executable, args)
+
+    def stop_doctor(self) -> None:
+        proc, self._doctor_proc = self._doctor_proc, None
+        if proc is not None:
+            proc.finished.disconnect()
+            proc.kill()
+            proc.waitForFinished(2000)
 
     def _doctor_done(self, proc: QProcess) -> None:
         self._doctor_proc = None

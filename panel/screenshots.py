@@ -96,6 +96,8 @@ def live_shots(tmp: Path, out: Path) -> None:
         # the trace's overload comes ~6 s in and its recovery ~14 s later
         spin(40, lambda: len(win.gpu.markers) >= 4)
         spin(4)
+        win.tabs.setCurrentIndex(3)  # the doctor runs when the tab is first shown
+        spin(60, lambda: win.gpu._doctor_ran and win.gpu._doctor_proc is None)
         wt = win.workers
         wt.table.selectRow(sorted(wt.workers).index("inference"))
         spin(2.5)
@@ -116,8 +118,8 @@ def no_gpu_shot(tmp: Path, out: Path) -> None:
         win = attach(stack, tmp)
         spin(30, lambda: win.gpu.stack.currentWidget() is win.gpu.no_gpu
              and "No GPU" in win.gpu.no_gpu.text())
-        win.gpu.run_doctor()
-        spin(60, lambda: win.gpu._doctor_proc is None)
+        win.tabs.setCurrentIndex(3)  # the doctor runs when the tab is first shown
+        spin(60, lambda: win.gpu._doctor_ran and win.gpu._doctor_proc is None)
         grab(win, 3, out / "gpu_no_gpu.png")
         win.close()
     finally:

@@ -216,6 +216,7 @@ class PanelWindow(QMainWindow):
         if self.quitting or not self.launched:
             self.avatar.link.close()
             self.bus.close()
+            self.gpu.stop_doctor()
             event.accept()
             return
         if self.tray is not None and self.tray.isVisible():
