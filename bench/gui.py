@@ -221,7 +221,7 @@ def case_switch(win: Any, stack: Stack, name: str) -> dict[str, Any]:
     return row
 
 
-def case_kill(win: Any, stack: Stack, worker: str) -> dict[str, Any]:
+def case_kill(win: Any, stack: Stack, worker: str, name: str) -> dict[str, Any]:
     pid = stack.worker(worker)["pid"]
     seen: list[bool] = []
 
@@ -231,8 +231,7 @@ def case_kill(win: Any, stack: Stack, worker: str) -> dict[str, Any]:
             seen.append(True)
         ok = bool(seen) and w.get("state") == "RUNNING" and w.get("pid") != pid
         return ok and (worker != "unity_bridge" or win.avatar.link.greeted)
-    return lag_case(f"kill_{worker.split('_')[0]}", lambda: os.kill(pid, signal.SIGKILL), back,
-                    120)
+    return lag_case(name, lambda: os.kill(pid, signal.SIGKILL), back, 120)
 
 
 def case_table(win: Any, stack: Stack, rounds: int = 5) -> dict[str, Any]:
@@ -372,9 +371,9 @@ def run(cases: list[str], minutes: float) -> dict[str, Any]:
                     elif case == "switch":
                         results[case] = case_switch(win, stack, "switch")
                     elif case == "kill_inference":
-                        results[case] = case_kill(win, stack, "inference")
+                        results[case] = case_kill(win, stack, "inference", case)
                     elif case == "kill_bridge":
-                        results[case] = case_kill(win, stack, "unity_bridge")
+                        results[case] = case_kill(win, stack, "unity_bridge", case)
                     elif case == "table":
                         results[case] = case_table(win, stack)
                 win.close()

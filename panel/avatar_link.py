@@ -42,7 +42,10 @@ class AvatarLink(QObject):
         self._retry = QTimer(self)
         self._retry.setSingleShot(True)
         self._retry.timeout.connect(self._dial)
-        self._more_queued = False
+        self._more = QTimer(self)  # reused zero-delay timer: the next slice of a burst
+        self._more.setSingleShot(True)
+        self._more.setInterval(0)
+        self._more.timeout.connect(self._read)
 
     def open(self, host: str, port: int, token: str | None) -> None:
         """Connect (again) when the bridge's address changed or the link is down."""
@@ -50,11 +53,14 @@ class AvatarLink(QObject):
                 QAbstractSocket.SocketState.UnconnectedState:
             return
         self.target = (host, port, token)
-        self.sock.abort()
+        self._retry.stop()
         self._dial()
 
     def _dial(self) -> None:
         if self.target is not None:
+            self.sock.blockSignals(True)  # dropping a half-open attempt is not a loss to report
+            self.sock.abort()
+            self.sock.blockSignals(False)
             self.decoder = FrameDecoder(DEFAULT_MAX_FRAME)
             self.greeted = False
             self.sock.connectToHost(self.target[0], self.target[1])
@@ -82,7 +88,6 @@ class AvatarLink(QObject):
 
     def _read(self) -> None:
         """Frames in slices: a burst of speech pieces is read between repaints."""
-        self._more_queued = False
         end = time.perf_counter() + SLICE_S
         data = bytes(self.sock.read(1 << 20))
         try:
@@ -97,9 +102,8 @@ class AvatarLink(QObject):
             self.sock.abort()
             self._lost(f"bad frame from the bridge: {exc.message}")
             return
-        if not self._more_queued:
-            self._more_queued = True
-            QTimer.singleShot(0, self._read)
+        if not self._more.isActive():
+            self._more.start()
 
     def _handle(self, payload: bytes) -> None:
         try:

@@ -57,9 +57,12 @@ class QtBus(QObject):
         self._handlers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
         self._pending: dict[int, Pending] = {}
         self._next_id = 1
-        self._drain_queued = False
         self.up = False
         self.received = 0
+        self._soon = QTimer(self)  # one zero-delay timer, reused: no allocation per wake-up
+        self._soon.setSingleShot(True)
+        self._soon.setInterval(0)
+        self._soon.timeout.connect(self._drain)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._check)
         self._timer.start(CHECK_MS)
@@ -111,12 +114,10 @@ class QtBus(QObject):
 
     # -- reading -----------------------------------------------------------------------------
     def schedule_drain(self) -> None:
-        if not self._drain_queued:
-            self._drain_queued = True
-            QTimer.singleShot(0, self._drain)
+        if not self._soon.isActive():
+            self._soon.start()
 
     def _drain(self) -> None:
-        self._drain_queued = False
         end = time.perf_counter() + SLICE_S
         more = False
         for sock in (self.dealer, self.sub):
