@@ -270,9 +270,13 @@ class GpuTab(QWidget):
         self.plot.setXRange(now - span, now, padding=0)
 
     # -- status (from the window) --------------------------------------------------------------
-    def show_status(self, profile: str, chat_worker: dict[str, Any]) -> None:
+    def show_status(self, chat_worker: dict[str, Any]) -> None:
+        """What the running model says it runs with (not the profile asked for while a switch
+        is still loading)."""
+        if chat_worker.get("state") != "RUNNING":
+            return
         info = chat_worker.get("ready_info") or {}
-        asked = info.get("requested_profile")
+        profile, asked = info.get("profile"), info.get("requested_profile")
         if profile:
             self.in_effect.setText(f"Profile in effect: {profile}"
                                    + (f" (asked: {asked})" if asked not in (None, profile)

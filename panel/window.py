@@ -137,16 +137,15 @@ class PanelWindow(QMainWindow):
     def _on_status(self, env: Envelope) -> None:
         if env.type == "status_reply":
             self.last_status = env.data
-            self._on_stats({"workers": env.data["workers"]}, profile=env.data.get("profile"))
+            self._on_stats({"workers": env.data["workers"]})
 
-    def _on_stats(self, data: dict[str, Any], profile: str | None = None) -> None:
+    def _on_stats(self, data: dict[str, Any]) -> None:
         workers = data["workers"]
         self.workers.update_workers(workers)
         chat = with_role(workers, CHAT)
         waiting = int(chat.get("queued") or 0)
         self.queue_label.setText(f"queue: {waiting} waiting" if waiting else "queue: empty")
-        info = chat.get("ready_info") or {}
-        self.gpu.show_status(profile or str(info.get("profile") or ""), chat)
+        self.gpu.show_status(chat)
         bridge = with_role(workers, AVATAR)
         port = (bridge.get("ready_info") or {}).get("port")
         if bridge.get("state") == "RUNNING" and port:
