@@ -76,8 +76,8 @@ class GpuTab(QWidget):
             line = pg.InfiniteLine(pos=value, angle=0, pen=pg.mkPen(color, style=pg.QtCore.Qt
                                                                     .PenStyle.DashLine),
                                    label=f"{value:g} % VRAM: {key.split('_')[0]}",
-                                   labelOpts={"position": 0.01, "color": color,
-                                              "anchors": [(0, 1), (0, 1)]})
+                                   labelOpts={"position": 0.99, "color": color,
+                                              "anchors": [(1, 1), (1, 1)]})
             self.plot.addItem(line)
         self.switches = 0
         self._emergency = False
