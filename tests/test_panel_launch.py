@@ -73,6 +73,15 @@ def test_the_supervisor_core_and_launch_import_no_qt() -> None:
     assert not {m for m in loaded if m.startswith(("PySide6", "panel", "pyqtgraph"))}
 
 
+def test_the_panel_imports_neither_the_supervisor_core_nor_llama() -> None:
+    from tests.test_layering import CORE, imported_after
+
+    loaded = imported_after("panel.app", "panel.worker")
+    assert "panel.window" in loaded
+    assert not loaded & set(CORE), sorted(loaded & set(CORE))
+    assert not {m for m in loaded if m.startswith(("llama_cpp", "workers.inference"))}
+
+
 def test_no_panel_reason() -> None:
     assert no_panel_reason({"QT_QPA_PLATFORM": "offscreen"}) == ""
     if sys.platform.startswith("linux"):
