@@ -301,3 +301,16 @@ def test_size_position_and_tab_are_remembered(qtbot: Any, stack: Stack, tmp_path
         assert (again.width(), again.height()) == size
     finally:
         again.close()
+
+
+def test_without_a_gpu_the_gpu_tab_says_why(qtbot: Any, win: PanelWindow) -> None:
+    from workers.gpu.sources import NvmlSource
+
+    if NvmlSource().available:
+        pytest.skip("this machine has an NVIDIA driver: the tab plots real readings")
+    ready(qtbot, win)
+    gpu = win.gpu
+    # the monitor said it once, before this panel attached: the status' ready_info tells
+    qtbot.waitUntil(lambda: gpu.stack.currentWidget() is gpu.no_gpu
+                    and "No GPU plot: NVML unavailable" in gpu.no_gpu.text(), timeout=10_000)
+    assert not gpu.auto.isEnabled()
