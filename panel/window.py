@@ -199,7 +199,7 @@ class PanelWindow(QMainWindow):
     def quit(self) -> None:
         """Launched: stop the whole stack (it stops this worker too). Attached: close."""
         self.quitting = True
-        self._save()
+        self.save_settings()
         if not self.launched:
             self.close()
             return
@@ -211,7 +211,7 @@ class PanelWindow(QMainWindow):
         QTimer.singleShot(SHUTDOWN_WAIT_MS, QApplication.quit)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
-        self._save()
+        self.save_settings()
         if self.quitting or not self.launched:
             self.avatar.link.close()
             self.bus.close()
@@ -236,7 +236,7 @@ class PanelWindow(QMainWindow):
         with contextlib.suppress(TypeError, ValueError):
             self.tabs.setCurrentIndex(int(tab))
 
-    def _save(self) -> None:
+    def save_settings(self) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("tab", self.tabs.currentIndex())
         self.settings.sync()

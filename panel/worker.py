@@ -45,6 +45,7 @@ def main() -> None:
               "config": str(config_file) if config_file.is_file() else None})
     app.exec()
     win.quitting = True
+    win.save_settings()  # also when the stack was stopped from elsewhere (CLI, Ctrl-C)
     log.info("window closed")
     rt.stopping.set()
     rt.run()  # stopping already set: flushes the bus, then ends the process with 0
