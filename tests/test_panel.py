@@ -42,10 +42,10 @@ def make_panel(stack: Stack, settings_dir: Path, launched: bool = False) -> Pane
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    # Short replies (80 tokens) keep the switch test's drain short; a busy 2-core box can
+    # Short replies (48 tokens) keep the switch test's drain short; a busy 2-core box can
     # still take longer than the suite's 20 s drain for one, and a re-run is not a drain.
     s = Stack(tmp_path_factory.mktemp("panel"), base_config(supervisor={"drain_timeout_s": 90},
-                                                            ai={"max_tokens": 80}))
+                                                            ai={"max_tokens": 48}))
     s.start()
     yield s
     s.stop()
@@ -184,7 +184,10 @@ def test_profile_switch_while_a_reply_streams_drains_and_the_avatar_keeps_workin
     bridge_pid = stack.worker("unity_bridge")["pid"]
     stages: list[str] = []
     bars: list[str] = []
+    order: list[str] = []
     win.bus.on("progress", lambda d: stages.append(d["stage"]))
+    win.bus.on("profile_status", lambda d: order.append(f"switch {d['state']}"))
+    win.bus.on("chat_ended", lambda d: order.append("reply ended"))
     win.load_bar.valueChanged.connect(lambda _v: bars.append(win.load_bar.format()))
     chat.input.setPlainText(LONG)
     chat.send()
@@ -199,6 +202,10 @@ def test_profile_switch_while_a_reply_streams_drains_and_the_avatar_keeps_workin
     assert env.data["value"] == pytest.approx(0.4)
     qtbot.waitUntil(lambda: chat.request_id is None, timeout=90_000)
     assert "Reply done" in chat.figures.text(), chat.figures.text()  # drained, not cut
+    # the switch began while the reply streamed, and waited for it
+    qtbot.waitUntil(lambda: "switch ready" in order, timeout=90_000)
+    assert order.index("switch switching") < order.index("reply ended") < order.index(
+        "switch ready"), order
     assert not chat.notice.isVisible(), chat.notice.text()  # a normal switch drains
     qtbot.waitUntil(lambda: f"Profile in effect: {RELOAD_PROFILE}" in gpu.in_effect.text(),
                     timeout=90_000)
