@@ -17,13 +17,7 @@ from pathlib import Path
 
 from protocol.bus import RUN_FILE, BusInfo, clean_stale_ipc_dirs, remove_stale_run_file
 from protocol.messages import CHAT, GPU, PROFILES
-from supervisor.config import (
-    DEFAULT_CONFIG,
-    ConfigError,
-    check_profile,
-    load_config,
-    with_panel,
-)
+from supervisor.config import DEFAULT_CONFIG, ConfigError, check_profile, load_config
 from supervisor.core import Supervisor
 
 
@@ -129,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: {why}: running headless; attach a panel later with python -m panel "
                   f"--config {config_path}", file=sys.stderr)
         else:
+            from supervisor.config import with_panel  # only a stack with a panel needs it
+
             cfg = with_panel(cfg)
     setup_logging(data_dir, cfg)
     sup = Supervisor(cfg, data_dir, options)
