@@ -131,12 +131,12 @@ def test_a_chat_typed_in_the_panel_streams_and_stop_cuts_it(qtbot: Any, win: Pan
 def test_a_slider_reaches_a_tcp_client_and_follows_other_clients(
         qtbot: Any, win: PanelWindow, avatar: BridgeClient) -> None:
     ready(qtbot, win)
-    win.avatar.sliders["joy"].slider.setValue(70)
-    env = next_from(qtbot, avatar, "set_expression", lambda d: d["name"] == "joy")
+    win.avatar.sliders["blink_l"].slider.setValue(70)
+    env = next_from(qtbot, avatar, "set_expression", lambda d: d["name"] == "blink_l")
     assert env.data["value"] == pytest.approx(0.7)
     # another client's change moves the panel's slider (the bridge's value, clamped)
-    avatar.request("set_expression", {"name": "sorrow", "value": 1.7})
-    qtbot.waitUntil(lambda: win.avatar.sliders["sorrow"].slider.value() == 100, timeout=5000)
+    avatar.request("set_expression", {"name": "lookup", "value": 1.7})
+    qtbot.waitUntil(lambda: win.avatar.sliders["lookup"].slider.value() == 100, timeout=5000)
     avatar.request("set_expression", {"name": "sparkle", "value": 0.25})  # a custom name
     qtbot.waitUntil(lambda: "sparkle" in win.avatar.sliders
                     and win.avatar.sliders["sparkle"].slider.value() == 25, timeout=5000)
@@ -148,7 +148,7 @@ def test_a_slider_reaches_a_tcp_client_and_follows_other_clients(
     # Reset from the panel reaches the client
     win.call("reset_expressions", {}, "Reset expressions")
     next_from(qtbot, avatar, "reset_expressions", lambda d: True)
-    qtbot.waitUntil(lambda: win.avatar.sliders["joy"].slider.value() == 0, timeout=5000)
+    qtbot.waitUntil(lambda: win.avatar.sliders["blink_l"].slider.value() == 0, timeout=5000)
 
 
 def test_kill_from_the_panel_and_a_kill9_outside_it_show_in_the_table(
@@ -197,8 +197,9 @@ def test_profile_switch_while_a_reply_streams_drains_and_the_avatar_keeps_workin
     qtbot.waitUntil(lambda: "switching inference" in win.status_line.text()
                     or "Switching to profile" in win.status_line.text(), timeout=5000)
     # while the reply drains and the model reloads, the avatar controls still work
-    win.avatar.sliders["angry"].slider.setValue(40)
-    env = next_from(qtbot, avatar, "set_expression", lambda d: d["name"] == "angry")
+    # not an emotion preset: the reply's end sets those
+    win.avatar.sliders["lookleft"].slider.setValue(40)
+    env = next_from(qtbot, avatar, "set_expression", lambda d: d["name"] == "lookleft")
     assert env.data["value"] == pytest.approx(0.4)
     qtbot.waitUntil(lambda: chat.request_id is None, timeout=90_000)
     assert "Reply done" in chat.figures.text(), chat.figures.text()  # drained, not cut
