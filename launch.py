@@ -1,12 +1,14 @@
-"""Start the companion: the supervisor, which starts and watches every worker.
+"""Start the companion: the supervisor, which starts and watches every worker, and the
+control panel (a worker of its own) unless --headless or there is no display.
 
 Ctrl-C, SIGTERM, and on Windows Ctrl-Break or closing the console, stop everything cleanly;
-control it with `python -m supervisor`.
+control it with the panel or `python -m supervisor`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import signal
@@ -35,8 +37,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="run on a simulated NVIDIA card that reacts to the stack (a scenario "
                         "JSON in data/traces/) instead of NVML")
     p.add_argument("--headless", action="store_true",
-                   help="no control GUI (the only mode until the GUI lands; use the CLI)")
+                   help="no control panel (control it with python -m supervisor; attach a "
+                        "panel later with python -m panel)")
     return p.parse_args(argv)
+
+
+def no_panel_reason(env: dict[str, str] | None = None) -> str:
+    """Why the control panel cannot open here ("" when it can): no display on Linux, or no
+    PySide6. An explicit QT_QPA_PLATFORM (offscreen, vnc...) needs no display."""
+    env = dict(os.environ) if env is None else env
+    if importlib.util.find_spec("PySide6") is None:
+        return "PySide6 is not installed (python3 bootstrap.py setup)"
+    if (sys.platform.startswith("linux") and not env.get("QT_QPA_PLATFORM")
+            and not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+    return ""
 
 
 def setup_logging(data_dir: Path, cfg: dict) -> None:
@@ -127,6 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not args.headless:
+        why = no_panel_reason()
+        if why:
+            print(f"note: {why}: running headless; attach a panel later with python -m panel "
+                  f"--config {config_path}", file=sys.stderr)
+        else:
+            from supervisor.config import with_panel  # only a stack with a panel needs it
+
+            cfg = with_panel(cfg)
     setup_logging(data_dir, cfg)
     # CUDA numbers devices as NVML does: the GPU monitor watches the card llama uses.
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")

@@ -366,6 +366,20 @@ _SPECS: list[MessageSpec] = [
                 "The GPU monitor asks for a profile switch, with its reason.",
                 {"profile": Field(str), "state": Field(str), "emergency": Field(bool),
                  "reason": Field(str)}),
+    # -- control panel: model and auto-switching at run time -------------------------------
+    MessageSpec("switch_model", Kind.REQUEST, CLIENT,
+                "Restart only the worker that provides 'chat' with another GGUF file, through "
+                "the profile switch's machinery (the reply in flight drains, queued requests "
+                "wait). The file is checked first: one that is not a usable GGUF is refused "
+                "with INVALID_REQUEST before anything stops. For this session only; the "
+                "default is ai.model_path in the config.",
+                {"path": Field(str, doc="the GGUF file, on the stack's machine"),
+                 "reason": Field(str, False)},
+                handler=SUPERVISOR, final=("ok",)),
+    MessageSpec("set_auto_switching", Kind.REQUEST, CLIENT,
+                "Turn the GPU monitor's automatic profile switching on or off until the next "
+                "start (the config's ai.auto_switching_enabled is the start value).",
+                {"enabled": Field(bool)}, handler=GPU, final=("ok",)),
     *_AVATAR_SPECS,
 ]
 

@@ -364,5 +364,33 @@ def check_profile(name: str, cfg: dict[str, Any]) -> None:
         raise ConfigError(f"unknown profile '{name}'; profiles: {', '.join(known)}")
 
 
+# The control panel as a worker: launch.py adds it unless --headless (a config that names a
+# worker "panel" keeps its own entry). Its own restart policy: a crash (kill -9, a Qt abort)
+# brings it back, its normal end (exit 0: the user quit, and the stack shuts down) does not.
+PANEL_WORKER = "panel"
+PANEL_SPEC: dict[str, Any] = {"module": "panel.worker", "restart": "transient", "exit_codes": [0],
+                              "max_restarts": 5, "restart_window_s": 60}
+
+
+def with_panel(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The validated config plus the panel worker (checked like any worker entry)."""
+    out = copy.deepcopy(cfg)
+    if PANEL_WORKER not in out["workers"]:
+        out["workers"][PANEL_WORKER] = _section(PANEL_SPEC, WORKER_SCHEMA,
+                                                f"workers.{PANEL_WORKER}.", [])
+    return out
+
+
+def write_model_default(path: Path, model: str | None) -> None:
+    """Set ai.model_path in a config file, keeping every other key as written; the result is
+    validated before it replaces the file (a panel's "set as default")."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw.setdefault("ai", {})["model_path"] = model
+    validate(copy.deepcopy(raw), [])
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
 def default_config() -> dict[str, Any]:
     return validate({"version": 1}, [])

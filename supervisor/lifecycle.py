@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from protocol.codec import Envelope, encode, error, make
 from protocol.messages import (
+    CHAT,
     EXIT_CONFIG_ERROR,
     PROFILES,
     REGISTRY,
@@ -84,6 +85,7 @@ class Lifecycle:
             "ping": self._ctl_ping, "status": self._ctl_status, "shutdown": self._ctl_shutdown,
             "switch_profile": self._ctl_switch_profile, "logs": self._ctl_logs,
             "restart": self._ctl_restart, "stop": self._ctl_stop, "kill": self._ctl_kill,
+            "switch_model": self._ctl_switch_model,
         }
         handled_here = {n for n, ms in REGISTRY.items()
                         if ms.kind is Kind.REQUEST and ms.handler == SUPERVISOR}
@@ -629,6 +631,32 @@ class Lifecycle:
         return _ok(f"switching {child.name} to profile '{profile}'"
                    + (" (emergency: the reply in flight is re-run)" if emergency else ""))
 
+    def _ctl_switch_model(self, ident: bytes, env: Envelope) -> Reply:
+        """Another GGUF for this session: checked before anything stops, then the profile
+        switch's path (drain, restart of the chat worker only, requests held meanwhile)."""
+        child = self._provider(CHAT)
+        if child is None:
+            raise Refusal(ErrorCode.UNKNOWN_WORKER, f"no enabled worker provides '{CHAT}'")
+        if not child.alive and child.state is not State.BACKOFF:
+            raise Refusal(ErrorCode.WORKER_UNAVAILABLE, _down_message(child))
+        if self.shutting_down:
+            raise Refusal(ErrorCode.SHUTTING_DOWN, "the stack is shutting down")
+        path = Path(env.data["path"]).expanduser()
+        problem = _gguf_problem(path)
+        if problem:
+            raise Refusal(ErrorCode.INVALID_REQUEST, f"cannot load {path}: {problem}; nothing "
+                          f"was stopped (pick a .gguf model file, see models/README.md)")
+        child.options["model"] = str(path.resolve())
+        profile = str(child.options.get("profile") or self.cfg["ai"]["gpu_profile"])
+        reason = env.data.get("reason") or f"load model {path.name}"
+        self._switch = {"worker": child.name, "profile": profile, "reason": reason}
+        self.out.publish("profile_status", {"state": "switching", "profile": profile,
+                                            "reason": reason})
+        if child.alive:
+            self._stop(child, StopIntent.RESTART, drain_s=self.sup_cfg["drain_timeout_s"],
+                       reason=f"switch to model {path.name}")
+        return _ok(f"loading {path.name} in {child.name} (profile '{profile}')")
+
     def _named(self, name: str) -> Child:
         child = self.children.get(name)
         if child is None:
@@ -665,6 +693,21 @@ def _down_message(child: Child) -> str:
     return (f"worker '{child.name}' is {child.state.value}"
             + (f" ({child.last_exit})" if child.last_exit else "")
             + f"; start it with: python -m supervisor restart {child.name}")
+
+
+def _gguf_problem(path: Path) -> str:
+    """Why `path` cannot be loaded as a model, or "" (its header read, as the worker will)."""
+    if not path.is_file():
+        return "no such file"
+    from workers.gpu.gguf_info import read_model_info  # pure Python: reads the header only
+
+    try:
+        info = read_model_info(path)
+    except (OSError, ValueError) as exc:
+        return f"not a usable GGUF file ({exc})"
+    if not info.n_layers:
+        return "a GGUF file without transformer layers"
+    return ""
 
 
 def _tail(path: Path, lines: int) -> list[str]:

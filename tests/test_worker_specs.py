@@ -186,7 +186,7 @@ def test_a_renamed_inference_worker_still_chats_switches_and_drives_the_avatar(
 SUPERVISOR_REQUESTS = sorted(n for n, ms in REGISTRY.items()
                              if ms.kind is Kind.REQUEST and ms.handler == SUPERVISOR)
 VALID = {"worker": "probe", "target": "probe", "profile": "cpu_fallback", "lines": 5,
-         "emergency": False, "reason": "test"}
+         "emergency": False, "reason": "test", "path": "models/none.gguf"}
 WRONG = {str: 12345, int: "five", bool: "yes"}
 
 
@@ -213,7 +213,8 @@ def test_every_supervisor_request_type_gets_an_answer(make_stack) -> None:
     c = stack.client
     order = [t for t in SUPERVISOR_REQUESTS if t != "shutdown"] + ["shutdown"]
     assert set(order) == {"ping", "status", "restart", "stop", "kill", "switch_profile",
-                          "logs", "shutdown"}, "a new control request: add it to VALID"
+                          "logs", "shutdown", "switch_model"}, \
+        "a new control request: add it to VALID"
     answered: list[tuple[str, str]] = []
     for type_ in order:
         for data in request_examples(type_):
@@ -230,6 +231,7 @@ def test_every_supervisor_request_type_gets_an_answer(make_stack) -> None:
             answered.append((type_, reply.type))
     assert len(answered) == sum(len(request_examples(t)) for t in order)
     assert ("switch_profile", "error") in answered  # no worker here provides 'profiles'
+    assert ("switch_model", "error") in answered  # nor 'chat'
     assert ("shutdown", "ok") in answered
     assert stack.proc is not None and stack.proc.wait(30) == 0
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.codec import Envelope
-from protocol.messages import PROFILES, with_role
+from protocol.messages import PROFILES, ErrorCode, with_role
 from supervisor.config import DEFAULT_MODEL, load_profiles, profiles_path
 from workers.gpu.gguf_info import ModelInfo, read_model_info
 from workers.gpu.planner import CUDA_CONTEXT_BYTES, profile_need
@@ -101,6 +101,7 @@ class GpuMonitor:
     # -- start ---------------------------------------------------------------------------
     def start(self) -> None:
         rt = self.rt
+        rt.on_request("set_auto_switching", self._on_set_auto_switching)
         if not self.source.available:
             log.warning("%s", self.source.reason)
             rt.ready({"gpu": False, "reason": self.source.reason, "auto_switching": False})
@@ -114,6 +115,16 @@ class GpuMonitor:
         rt.every(self.cfg["interval_s"] / self.time_scale, self.tick)
         rt.ready({"gpu": True, "name": self.source.name, "replay": self.replay,
                   "auto_switching": self.auto_wanted})
+
+    def _on_set_auto_switching(self, env: Envelope) -> None:
+        """The control panel's toggle: on or off until the next start (no GPU: refused)."""
+        if not self.source.available:
+            self.rt.error(env, ErrorCode.INVALID_REQUEST,
+                          f"no GPU readings, so no auto-switching: {self.source.reason}")
+            return
+        self.auto_wanted = bool(env.data["enabled"])
+        self.rt.reply(env, "ok", {"detail": f"auto-switching {'on' if self.auto_wanted else 'off'}"
+                                            f" until the next start"})
 
     def _on_worker_state(self, env: Envelope) -> None:
         if PROFILES not in env.data.get("roles", ()):
