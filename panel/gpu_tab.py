@@ -45,6 +45,8 @@ MAX_LISTED = 100  # profile switches kept in the list under the plot
 MAX_POINTS = 4096  # per curve, whatever the interval: memory stays flat
 REDRAW_MS = 250
 DOCTOR_MODULE = "workers.inference.doctor"
+FIT_LABELS = {"stressed_profile_fits_below": "above: OVERLOADED (others' VRAM)",
+              "optimal_profile_fits_below": "below: performance fits (others' VRAM)"}
 
 
 class GpuTab(QWidget):
@@ -52,9 +54,10 @@ class GpuTab(QWidget):
         super().__init__()
         self.win = win
         self.t0 = time.monotonic()
-        self.samples: deque[tuple[float, float, float, float]] = deque(maxlen=MAX_POINTS)
+        self.samples: deque[tuple[float, float, float, float, float]] = deque(maxlen=MAX_POINTS)
         self.markers: deque[tuple[float, pg.InfiniteLine]] = deque()
         self._dirty = False
+        self.last_pressure: dict[str, Any] = {}
         thresholds = win.config["gpu_monitoring"]["thresholds"]
 
         # -- the plot, or why there is none ---------------------------------------------------
@@ -70,15 +73,21 @@ class GpuTab(QWidget):
         self.vram_curve = self.plot.plot(name="VRAM %", pen=pg.mkPen("#1f77b4", width=2))
         self.gpu_curve = self.plot.plot(name="GPU %", pen=pg.mkPen("#2ca02c", width=2))
         self.temp_curve = self.plot.plot(name="temperature °C", pen=pg.mkPen("#d62728", width=2))
-        for key, color in (("overloaded_vram", "#c62828"), ("stressed_vram", "#ef6c00"),
-                           ("optimal_vram", "#2e7d32")):
-            value = float(thresholds[key])
-            line = pg.InfiniteLine(pos=value, angle=0, pen=pg.mkPen(color, style=pg.QtCore.Qt
-                                                                    .PenStyle.DashLine),
-                                   label=f"{value:g} % VRAM: {key.split('_')[0]}",
-                                   labelOpts={"position": 0.99, "color": color,
-                                              "anchors": [(1, 1), (1, 1)]})
-            self.plot.addItem(line)
+        self.others_curve = self.plot.plot(
+            name="VRAM % by other programs",
+            pen=pg.mkPen("#1f77b4", width=1.5, style=Qt.PenStyle.DotLine))
+        # The decision rule (workers/gpu_monitor/decision.py) as lines: a VRAM state is
+        # whether a profile fits next to what other programs use, so its lines are on the
+        # others' curve and move with the card's size (from each reading's `pressure`).
+        self.fit_lines = {
+            key: self._threshold_line(color, FIT_LABELS[key])
+            for key, color in (("stressed_profile_fits_below", "#c62828"),
+                               ("optimal_profile_fits_below", "#2e7d32"))}
+        for key, color, label in (("stressed_gpu", "#ef6c00", "GPU % above: STRESSED"),
+                                  ("optimal_gpu", "#558b2f", "GPU % below: OPTIMAL")):
+            line = self._threshold_line(color, label)
+            line.setPos(float(thresholds[key]))
+            line.setVisible(True)
         self.switches = 0
         self._emergency = False
         self.switch_list = QListWidget()
@@ -177,6 +186,31 @@ class GpuTab(QWidget):
         self._timer.timeout.connect(self.redraw)
         self._timer.start(REDRAW_MS)
 
+    def _threshold_line(self, color: str, label: str) -> pg.InfiniteLine:
+        """A dashed horizontal line, labelled at the right; hidden until it has a place."""
+        line = pg.InfiniteLine(angle=0, pen=pg.mkPen(color, style=Qt.PenStyle.DashLine),
+                               label=label, labelOpts={"position": 0.99, "color": color,
+                                                       "anchors": [(1, 1), (1, 1)]})
+        line.setVisible(False)
+        self.plot.addItem(line)
+        return line
+
+    def _place_fit_lines(self, pressure: dict[str, Any]) -> None:
+        """Where the profiles stop fitting on this card. When both need about the same (a small
+        model), the lines coincide: one label says both."""
+        places = {k: pressure.get(k) for k in self.fit_lines}
+        if not all(isinstance(v, (int, float)) for v in places.values()):
+            return
+        for key, line in self.fit_lines.items():
+            line.setPos(float(places[key]))
+            line.setVisible(True)
+        stressed, optimal = (self.fit_lines[k] for k in FIT_LABELS)
+        close = abs(places["stressed_profile_fits_below"]
+                    - places["optimal_profile_fits_below"]) < 4
+        stressed.label.setFormat(FIT_LABELS["stressed_profile_fits_below"] if not close else
+                                 "above: OVERLOADED, below: performance fits (others' VRAM)")
+        optimal.label.setVisible(not close)
+
     def _profile_names(self) -> list[str]:
         try:
             return ["auto", *load_profiles(profiles_path(self.win.config))]
@@ -206,10 +240,13 @@ class GpuTab(QWidget):
         self.stack.setCurrentWidget(self.plot)
         self.auto.setEnabled(True)
         self.auto.setChecked(bool(d.get("auto_switching")))
+        pressure = self.last_pressure = d.get("pressure") or {}
         self.samples.append((self.now(), float(d.get("vram_percent") or 0),
                              float(d.get("gpu_percent") or 0),
-                             float(d.get("temperature_c") or 0)))
-        vram, load, temp = self.samples[-1][1:]
+                             float(d.get("temperature_c") or 0),
+                             float(pressure.get("others_percent", "nan"))))
+        self._place_fit_lines(pressure)
+        vram, load, temp = self.samples[-1][1:4]
         self.reading.setText(
             f"VRAM {vram:.0f} % · GPU {load:.0f} % · {temp:.0f} °C"
             f" · state {d.get('state') or '—'} · profile {d.get('profile') or '—'}")
@@ -264,6 +301,7 @@ class GpuTab(QWidget):
             self.vram_curve.setData(data[:, 0], data[:, 1])
             self.gpu_curve.setData(data[:, 0], data[:, 2])
             self.temp_curve.setData(data[:, 0], data[:, 3])
+            self.others_curve.setData(data[:, 0], data[:, 4], connect="finite")
             self._dirty = False
         first = self.samples[0][0] if self.samples else now
         span = min(WINDOW_S, max(MIN_SPAN_S, now - first + 2))

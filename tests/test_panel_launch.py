@@ -172,6 +172,12 @@ def test_the_gpu_tab_plots_readings_and_auto_switching_turns_off_and_on(
         assert gpu.stack.currentWidget() is gpu.plot
         qtbot.waitUntil(lambda: gpu.vram_curve.getData()[0] is not None
                         and len(gpu.vram_curve.getData()[0]) >= 3, timeout=5000)
+        # The decision rule's lines sit where the monitor says a profile stops fitting, on
+        # the curve of others' VRAM that the monitor reports.
+        pressure = gpu.last_pressure
+        for key, line in gpu.fit_lines.items():
+            assert line.isVisible() and line.value() == pytest.approx(pressure[key])
+        assert gpu.samples[-1][4] == pytest.approx(pressure["others_percent"])
         qtbot.waitUntil(lambda: gpu.auto.isChecked(), timeout=10_000)
         # off, by a click on the box (a check box takes clicks on its box and text only)
         qtbot.mouseClick(gpu.auto, Qt.MouseButton.LeftButton, pos=QPoint(8, gpu.auto.height() // 2))

@@ -87,6 +87,10 @@ class Decider:
         total = max(s.vram_total, 1)
         return s.others + self.need(profile, total) + self.margin + extra <= total
 
+    def _fits_below(self, profile: str, total: int) -> float:
+        """Others' VRAM % up to which `profile` still fits, with the margin."""
+        return round(100.0 * (total - self.need(profile, total) - self.margin) / total, 2)
+
     def classify(self, s: Sample, shift: float = 0.0) -> GpuState:
         """State of one sample; `shift` pretends the load is that many points higher (of the
         card's VRAM, and of GPU %)."""
@@ -99,7 +103,11 @@ class Decider:
             "vram_if_stressed_profile": round(
                 100.0 * (s.others + self.need(stressed, total)) / total, 2),
             "vram_if_optimal_profile": round(
-                100.0 * (s.others + self.need(optimal, total)) / total, 2)}
+                100.0 * (s.others + self.need(optimal, total)) / total, 2),
+            # The decision rule as lines on others' VRAM %: above the first, OVERLOADED;
+            # below the second (and GPU % below optimal_gpu), OPTIMAL.
+            "stressed_profile_fits_below": self._fits_below(stressed, total),
+            "optimal_profile_fits_below": self._fits_below(optimal, total)}
         extra = int(shift / 100.0 * total)
         gpu = (s.gpu_percent or 0.0) + shift
         if not self.fits(stressed, s, extra):
