@@ -316,24 +316,39 @@ def cmd_run(args: list[str]) -> int:
             continue
 
 
-def ensure_mono() -> None:
-    """Best effort: a test compiles and runs a C# client with mcs/mono."""
-    if sys.platform != "linux" or (shutil.which("mcs") and shutil.which("mono")):
+# What the tests need from the system on Linux: mcs/mono compile and run the C# package and
+# client; Qt's offscreen platform (the panel's tests) loads these shared libraries.
+MONO_PACKAGES = {"mcs": "mono-mcs", "mono": "mono-runtime"}
+QT_LIBRARIES = {"EGL": "libegl1", "GL": "libgl1", "fontconfig": "libfontconfig1",
+                "xkbcommon": "libxkbcommon0", "glib-2.0": "libglib2.0-0", "dbus-1": "libdbus-1-3"}
+
+
+def ensure_test_packages() -> None:
+    """Best effort, Debian/Ubuntu as root: install what the tests need from the system."""
+    if sys.platform != "linux":
         return
-    if os.geteuid() != 0:
-        print("test: warning: mcs/mono not found; install mono-mcs and mono-runtime", flush=True)
+    import ctypes.util
+
+    missing = sorted({pkg for cmd, pkg in MONO_PACKAGES.items() if not shutil.which(cmd)}
+                     | {pkg for lib, pkg in QT_LIBRARIES.items()
+                        if not ctypes.util.find_library(lib)})
+    if not missing:
         return
-    print("test: installing mono-mcs and mono-runtime with apt-get", flush=True)
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(f"test: warning: install {' '.join(missing)} (C# and panel tests need them)",
+              flush=True)
+        return
+    print(f"test: installing {' '.join(missing)} with apt-get", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    script = "apt-get update -qq && apt-get install -y -qq mono-mcs mono-runtime"
+    script = f"apt-get update -qq && apt-get install -y -qq {' '.join(missing)}"
     if subprocess.run(["sh", "-c", script], env=env).returncode != 0:
-        print("test: warning: mono install failed; the C# client test may fail", flush=True)
+        print("test: warning: apt-get failed; the C# and panel tests may fail", flush=True)
 
 
 def cmd_test(args: list[str]) -> int:
     """ruff, then pytest (both always run); pytest's 'no tests collected' counts as failure."""
     setup()
-    ensure_mono()
+    ensure_test_packages()
     py = str(venv_python())
     ruff_rc = subprocess.run([py, "-m", "ruff", "check", "."], cwd=ROOT).returncode
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}

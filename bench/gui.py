@@ -134,17 +134,10 @@ def lag_case(name: str, action: Callable[[], None] | None, done: Callable[[], bo
 
 # -- the panel -----------------------------------------------------------------------------------
 def open_window(stack: Stack, tmp: Path) -> Any:
-    from PySide6.QtCore import QSettings
+    from panel.app import attach_to_stack
 
-    from panel.app import application, open_panel
-    from panel.qtbus import run_file_source
-
-    application()
-    settings = QSettings(str(tmp / "panel.ini"), QSettings.Format.IniFormat)
-    win = open_panel(run_file_source(stack.data_dir / "run"), stack.config(), stack.data_dir,
-                     config_path=stack.config_path, launched=False, settings=settings)
+    win = attach_to_stack(stack, tmp)
     win.resize(1100, 720)
-    win.show()
     run_loop(lambda: win.bus.up and win.avatar.link.greeted
              and win.workers.state_of("inference") == "RUNNING", 60)
     return win

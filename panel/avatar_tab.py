@@ -189,6 +189,10 @@ class AvatarTab(QWidget):
 
     # -- state from the bridge -----------------------------------------------------------------
     def _on_welcome(self, data: dict[str, Any]) -> None:
+        # Who was connected before this panel: the events only tell what changes after.
+        self.clients = {c["session"]: (str(c["client"]), float(c["since"]))
+                        for c in data.get("clients") or ()}
+        self._show_clients()
         state = data.get("state") or {}
         self._show_state(state.get("avatar_state", "idle"), state.get("reason", ""))
         self._show_model(state.get("model"))
@@ -248,7 +252,7 @@ class AvatarTab(QWidget):
             at = time.strftime("%H:%M:%S", time.localtime(since))
             self.client_list.addItem(f"{name} — since {at} (session {session})")
         if not self.client_list.count():
-            self.client_list.addItem("(none since this panel opened)")
+            self.client_list.addItem("(none)")
 
     # -- commands (over the bus; the bridge's echo updates the controls) ----------------------
     def slider_moved(self, name: str, value: float) -> None:

@@ -45,17 +45,10 @@ def spin(seconds: float, until: Callable[[], Any] | None = None) -> bool:
 
 
 def attach(stack: Stack, settings_dir: Path) -> Any:
-    from PySide6.QtCore import QSettings
+    from panel.app import attach_to_stack
 
-    from panel.app import application, open_panel
-    from panel.qtbus import run_file_source
-
-    application()
-    settings = QSettings(str(settings_dir / "panel.ini"), QSettings.Format.IniFormat)
-    win = open_panel(run_file_source(stack.data_dir / "run"), stack.config(), stack.data_dir,
-                     config_path=stack.config_path, launched=False, settings=settings)
+    win = attach_to_stack(stack, settings_dir)
     win.resize(1180, 760)
-    win.show()
     return win
 
 

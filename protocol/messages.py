@@ -183,7 +183,9 @@ _AVATAR_SPECS: list[MessageSpec] = [
                  "capabilities": Field(dict, doc="accepts / emits: lists of message types"),
                  "state": Field(dict, doc="avatar_state, expressions, profile, model, "
                                           "transition_speed, auto_blink, auto_head_movement"),
-                 "ping_interval_s": Field(NUM), "timeout_s": Field(NUM, doc="silence limit")},
+                 "ping_interval_s": Field(NUM), "timeout_s": Field(NUM, doc="silence limit"),
+                 "clients": Field(list, False, "the other clients connected now: client, "
+                                               "session, since (Unix time)")},
                 wire=Wire.TO_CLIENT, bus=False),
     _avatar_command("load_model", "Load a VRM model from a file path on the avatar's machine.",
                     {"path": Field(str)}),

@@ -26,7 +26,7 @@ N = 200  # samples per type with --quick
 ALIASES = {"pong": "ping", "status_reply": "status", "logs_reply": "logs", "welcome": "hello",
            "speech": "chat_delta→TCP", "mouth": "chat_delta→TCP", "viseme": "chat_delta→TCP"}
 NOT_MEASURED = {"chat", "heartbeat", "ready", "worker_stop", "activate", "auto_switch",
-                "shutdown"}
+                "switch_model", "shutdown"}
 IF_SEEN = {"progress"}  # sent only by a worker that reports its load, if one does
 # Rows sampled beside their floor in alternating blocks, and how many samples each asks for.
 INTERLEAVED = {

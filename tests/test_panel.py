@@ -19,10 +19,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
-from panel.app import open_panel  # noqa: E402
-from panel.qtbus import run_file_source  # noqa: E402
+from panel.app import attach_to_stack  # noqa: E402
 from panel.window import PanelWindow  # noqa: E402
 from supervisor.config import DEFAULT_MODEL  # noqa: E402
 from supervisor.harness import RELOAD_PROFILE, Stack  # noqa: E402
@@ -33,11 +32,7 @@ LONG = "Write a long story about a lighthouse keeper and a whale, with many deta
 
 
 def make_panel(stack: Stack, settings_dir: Path, launched: bool = False) -> PanelWindow:
-    settings = QSettings(str(settings_dir / "panel.ini"), QSettings.Format.IniFormat)
-    win = open_panel(run_file_source(stack.data_dir / "run"), stack.config(), stack.data_dir,
-                     config_path=stack.config_path, launched=launched, settings=settings)
-    win.show()
-    return win
+    return attach_to_stack(stack, settings_dir, launched=launched)
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,11 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QPoint, QSettings, Qt  # noqa: E402
+from PySide6.QtCore import QPoint, Qt  # noqa: E402
 
 from launch import no_panel_reason  # noqa: E402
-from panel.app import open_panel  # noqa: E402
-from panel.qtbus import run_file_source  # noqa: E402
+from panel.app import attach_to_stack  # noqa: E402
+from panel.avatar_link import CLIENT_NAME  # noqa: E402
 from protocol.bus import BusInfo  # noqa: E402
 from supervisor.harness import ROOT, Stack, pid_gone, wait_for  # noqa: E402
 from tests.conftest import base_config  # noqa: E402
@@ -118,11 +118,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def attach(stack: Stack, tmp: Path, launched: bool = False) -> Any:
-    settings = QSettings(str(tmp / "panel.ini"), QSettings.Format.IniFormat)
-    win = open_panel(run_file_source(stack.data_dir / "run"), stack.config(), stack.data_dir,
-                     config_path=stack.config_path, launched=launched, settings=settings)
-    win.show()
-    return win
+    return attach_to_stack(stack, tmp, launched=launched)
 
 
 def test_kill9_of_the_panel_leaves_the_stack_and_a_new_panel_shows_the_same_state(
@@ -152,6 +148,10 @@ def test_kill9_of_the_panel_leaves_the_stack_and_a_new_panel_shows_the_same_stat
         win.chat.conversation.setCurrentText("before-kill")
         win.chat.show_history()
         assert "Remember the word lighthouse." in win.chat.transcript.toPlainText()
+        # the launched panel, a client of the bridge since before this one opened, is listed
+        qtbot.waitUntil(lambda: [name for session, (name, _) in win.avatar.clients.items()
+                                 if session != win.avatar.link.session] == [CLIENT_NAME],
+                        timeout=5000)
         row = sorted(win.workers.workers).index("panel")
         qtbot.waitUntil(lambda: win.workers.table.item(row, 7).text() == "1", timeout=5000)
         # closing an attached panel closes only that window

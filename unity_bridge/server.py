@@ -85,6 +85,7 @@ class Connection:
         self.session = session
         self.name = f"session-{session}"
         self.greeted = False
+        self.greeted_at = 0.0  # Unix time of the handshake: "connected since" for other clients
         self.errors = 0
         self.opened = self.last_rx = time.monotonic()
         self.decoder = FrameDecoder(server.limits.max_frame)
@@ -400,13 +401,15 @@ class BridgeServer:
                 conn.send_error(ErrorCode.UNAUTHORIZED, "missing or wrong token", env.id)
                 raise Closed("unauthorized")
         conn.name = (data["client"].strip() or conn.name)[:64]
-        conn.greeted = True
+        conn.greeted, conn.greeted_at = True, time.time()
         conn.send(message("welcome", {
             "protocol": PROTOCOL_VERSION, "server": SERVER_NAME, "session": conn.session,
             "capabilities": {"accepts": ACCEPTS, "emits": EMITS},
             "state": self.avatar.state.snapshot(),
             "ping_interval_s": self.limits.ping_interval_s,
-            "timeout_s": self.limits.client_timeout_s}, reply_to=env.id))
+            "timeout_s": self.limits.client_timeout_s,
+            "clients": [{"client": c.name, "session": c.session, "since": c.greeted_at}
+                        for c in self.clients if c is not conn]}, reply_to=env.id))
         self.on_clients(len(self.clients))
         log.info("%s connected from %s (session %d)", conn.name, conn.peer, conn.session)
         self.publish("client_connected", {"client": conn.name, "session": conn.session,

@@ -176,6 +176,17 @@ def retry(stack: Stack, rows: Rows, quick: bool) -> None:
              note=f"{rounds} emergency switches; no floor: one hop")
 
 
+def auto_switching(rig: Rig, rows: Rows) -> None:
+    """set_auto_switching: the panel's toggle, a round trip to the GPU role (off, then on)."""
+    lat = []
+    for enabled in (False, True) * 5:
+        t0 = time.time()
+        rig.bus.request("set_auto_switching", {"enabled": enabled})
+        lat.append(time.time() - t0)
+    rows.set("set_auto_switching", path="client -> supervisor -> gpu_monitor -> client (ok)",
+             real=summary(lat), warmup=0, note=f"{len(lat)} samples, off and on in turn")
+
+
 def lifecycle(rig: Rig, rows: Rows) -> None:
     """stop / restart / kill of a worker: the supervisor's ok, one sample each."""
     print("stop / restart / kill (gpu_monitor) ...", flush=True)
@@ -229,4 +240,6 @@ def observed(rows: Rows, lat: dict[str, list[float]], cold: list[float],
                  "switch figures and bench.recovery (ready again)")
     rows.missing("auto_switch", "needs GPU pressure (NVML or a --gpu-trace replay); this "
                  "machine has no GPU")
+    rows.missing("switch_model", "the path of switch_profile (a drain, then inference "
+                 "restarts on the other GGUF): see the switch figures")
     rows.missing("shutdown", "ends the stack; timed by harness stop, not as IPC")

@@ -89,6 +89,7 @@ def _main_stack(plan: Plan, tmp: Path, rows: Rows) -> dict[str, Any]:
                  "on after)", real=summary([results["switch"]["switch_profile_ok_ms"] / 1e3]),
                  warmup=0, note="1 sample")
         measurements.retry(stack, rows, plan.quick)
+        measurements.auto_switching(rig, rows)
         measurements.lifecycle(rig, rows)
         measurements.observed(rows, col.lat, cold.samples, under_load)
         results["recovery"] = health.recovery(stack)
