@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from panel.model_files import found_models, gguf_problem
+from panel.model_files import found_models
 from supervisor.config import REPO_ROOT, ConfigError, load_profiles, profiles_path
+from workers.gpu.gguf_info import gguf_problem
 from workers.gpu.planner import REBUILD_HINT
 
 if TYPE_CHECKING:

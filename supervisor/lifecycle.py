@@ -597,14 +597,29 @@ class Lifecycle:
         child.proc.kill()
         return _ok(f"killed {child.name} (pid {child.pid}); it counts as a crash")
 
-    def _ctl_switch_profile(self, ident: bytes, env: Envelope) -> Reply:
-        child = self._provider(PROFILES)
+    def _switchable(self, role: str) -> Child:
+        """The worker a switch restarts: it exists, runs or will, and the stack stays up."""
+        child = self._provider(role)
         if child is None:
-            raise Refusal(ErrorCode.UNKNOWN_WORKER, f"no enabled worker provides '{PROFILES}'")
+            raise Refusal(ErrorCode.UNKNOWN_WORKER, f"no enabled worker provides '{role}'")
         if not child.alive and child.state is not State.BACKOFF:
             raise Refusal(ErrorCode.WORKER_UNAVAILABLE, _down_message(child))
         if self.shutting_down:
             raise Refusal(ErrorCode.SHUTTING_DOWN, "the stack is shutting down")
+        return child
+
+    def _begin_switch(self, child: Child, profile: str, reason: str, drain_s: float,
+                      why: str) -> None:
+        """One switch at a time: announced, then the worker drains and restarts with its new
+        options (held requests go to the new process)."""
+        self._switch = {"worker": child.name, "profile": profile, "reason": reason}
+        self.out.publish("profile_status", {"state": "switching", "profile": profile,
+                                            "reason": reason})
+        if child.alive:
+            self._stop(child, StopIntent.RESTART, drain_s=drain_s, reason=why)
+
+    def _ctl_switch_profile(self, ident: bytes, env: Envelope) -> Reply:
+        child = self._switchable(PROFILES)
         profile = env.data["profile"]
         try:
             check_profile(profile, self.cfg)
@@ -619,42 +634,30 @@ class Lifecycle:
             self.out.publish("profile_status", {"state": "ready", "profile": str(running_as),
                                                 "requested": profile, "reason": detail})
             return _ok(detail)
-        reason = env.data.get("reason") or "requested"
         emergency = bool(env.data.get("emergency"))
-        self._switch = {"worker": child.name, "profile": profile, "reason": reason}
-        self.out.publish("profile_status", {"state": "switching", "profile": profile,
-                                            "reason": reason})
-        if child.alive:
-            drain = 0.0 if emergency else self.sup_cfg["drain_timeout_s"]
-            self._stop(child, StopIntent.RESTART, drain_s=drain,
-                       reason=f"{'emergency ' if emergency else ''}switch to profile '{profile}'")
+        self._begin_switch(
+            child, profile, env.data.get("reason") or "requested",
+            drain_s=0.0 if emergency else self.sup_cfg["drain_timeout_s"],
+            why=f"{'emergency ' if emergency else ''}switch to profile '{profile}'")
         return _ok(f"switching {child.name} to profile '{profile}'"
                    + (" (emergency: the reply in flight is re-run)" if emergency else ""))
 
     def _ctl_switch_model(self, ident: bytes, env: Envelope) -> Reply:
         """Another GGUF for this session: checked before anything stops, then the profile
         switch's path (drain, restart of the chat worker only, requests held meanwhile)."""
-        child = self._provider(CHAT)
-        if child is None:
-            raise Refusal(ErrorCode.UNKNOWN_WORKER, f"no enabled worker provides '{CHAT}'")
-        if not child.alive and child.state is not State.BACKOFF:
-            raise Refusal(ErrorCode.WORKER_UNAVAILABLE, _down_message(child))
-        if self.shutting_down:
-            raise Refusal(ErrorCode.SHUTTING_DOWN, "the stack is shutting down")
+        child = self._switchable(CHAT)
         path = Path(env.data["path"]).expanduser()
-        problem = _gguf_problem(path)
+        from workers.gpu.gguf_info import gguf_problem  # pure Python: reads the header only
+
+        problem = gguf_problem(path)
         if problem:
-            raise Refusal(ErrorCode.INVALID_REQUEST, f"cannot load {path}: {problem}; nothing "
-                          f"was stopped (pick a .gguf model file, see models/README.md)")
+            raise Refusal(ErrorCode.INVALID_REQUEST, f"cannot load the model: {problem}; "
+                          f"nothing was stopped (pick a .gguf model file, see models/README.md)")
         child.options["model"] = str(path.resolve())
         profile = str(child.options.get("profile") or self.cfg["ai"]["gpu_profile"])
-        reason = env.data.get("reason") or f"load model {path.name}"
-        self._switch = {"worker": child.name, "profile": profile, "reason": reason}
-        self.out.publish("profile_status", {"state": "switching", "profile": profile,
-                                            "reason": reason})
-        if child.alive:
-            self._stop(child, StopIntent.RESTART, drain_s=self.sup_cfg["drain_timeout_s"],
-                       reason=f"switch to model {path.name}")
+        self._begin_switch(child, profile, env.data.get("reason") or f"load model {path.name}",
+                           drain_s=self.sup_cfg["drain_timeout_s"],
+                           why=f"switch to model {path.name}")
         return _ok(f"loading {path.name} in {child.name} (profile '{profile}')")
 
     def _named(self, name: str) -> Child:
@@ -693,21 +696,6 @@ def _down_message(child: Child) -> str:
     return (f"worker '{child.name}' is {child.state.value}"
             + (f" ({child.last_exit})" if child.last_exit else "")
             + f"; start it with: python -m supervisor restart {child.name}")
-
-
-def _gguf_problem(path: Path) -> str:
-    """Why `path` cannot be loaded as a model, or "" (its header read, as the worker will)."""
-    if not path.is_file():
-        return "no such file"
-    from workers.gpu.gguf_info import read_model_info  # pure Python: reads the header only
-
-    try:
-        info = read_model_info(path)
-    except (OSError, ValueError) as exc:
-        return f"not a usable GGUF file ({exc})"
-    if not info.n_layers:
-        return "a GGUF file without transformer layers"
-    return ""
 
 
 def _tail(path: Path, lines: int) -> list[str]:

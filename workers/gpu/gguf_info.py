@@ -192,3 +192,17 @@ def read_model_info(path: Path) -> ModelInfo:
                      value_length=arch_key("attention.value_length"),
                      head_kv_per_layer=kv_list if len(kv_list) > 1 else [],
                      n_ff=arch_key("feed_forward_length"))
+
+
+def gguf_problem(path: Path) -> str:
+    """Why `path` cannot be loaded as a model, or "": its header read as the worker will, so a
+    bad pick is refused before anything stops (the supervisor and the panel both ask)."""
+    if not path.is_file():
+        return f"{path}: no such file"
+    try:
+        info = read_model_info(path)
+    except (OSError, ValueError) as exc:  # GGUFError is a ValueError
+        return f"{path.name} is not a usable GGUF file ({exc})"
+    if not info.n_layers:
+        return f"{path.name}: a GGUF file without transformer layers"
+    return ""
