@@ -8,7 +8,6 @@ control it with the panel or `python -m supervisor`.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import signal
@@ -16,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from panel.availability import no_panel_reason
 from protocol.bus import BusInfo, clean_stale_ipc_dirs, remove_stale_run_file, run_file
 from protocol.messages import CHAT, GPU, PROFILES
 from protocol.runfiles import StackLock
@@ -40,18 +40,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="no control panel (control it with python -m supervisor; attach a "
                         "panel later with python -m panel)")
     return p.parse_args(argv)
-
-
-def no_panel_reason(env: dict[str, str] | None = None) -> str:
-    """Why the control panel cannot open here ("" when it can): no display on Linux, or no
-    PySide6. An explicit QT_QPA_PLATFORM (offscreen, vnc...) needs no display."""
-    env = dict(os.environ) if env is None else env
-    if importlib.util.find_spec("PySide6") is None:
-        return "PySide6 is not installed (python3 bootstrap.py setup)"
-    if (sys.platform.startswith("linux") and not env.get("QT_QPA_PLATFORM")
-            and not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY")):
-        return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
-    return ""
 
 
 def setup_logging(data_dir: Path, cfg: dict) -> None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from PySide6.QtCore import QObject, Signal
 
+from panel.availability import no_panel_reason
 from protocol.codec import Envelope
+from protocol.messages import EXIT_CONFIG_ERROR
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("panel")
@@ -27,6 +30,10 @@ class _Stopper(QObject):
 
 def main() -> None:
     rt = WorkerRuntime.from_stdin()
+    why = no_panel_reason()
+    if why:  # QApplication would abort, at every restart: say why once and stay down (FATAL)
+        log.error("the control panel cannot open: %s; the stack runs on without it", why)
+        sys.exit(EXIT_CONFIG_ERROR)
     from panel.app import application, open_panel
 
     app = application()

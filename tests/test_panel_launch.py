@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 
-from launch import no_panel_reason  # noqa: E402
 from panel.app import attach_to_stack  # noqa: E402
+from panel.availability import debian_package, no_panel_reason  # noqa: E402
 from panel.avatar_link import CLIENT_NAME  # noqa: E402
 from protocol.bus import BusInfo  # noqa: E402
 from supervisor.harness import ROOT, Stack, pid_gone, wait_for  # noqa: E402
@@ -70,7 +70,9 @@ def test_the_supervisor_core_and_launch_import_no_qt() -> None:
     from tests.test_layering import CORE, imported_after
 
     loaded = imported_after(*CORE, "launch")
-    assert not {m for m in loaded if m.startswith(("PySide6", "panel", "pyqtgraph"))}
+    assert not {m for m in loaded if m.startswith(("PySide6", "pyqtgraph"))}
+    # of the panel, only the check whether it can open (Qt-free)
+    assert {m for m in loaded if m.startswith("panel")} <= {"panel", "panel.availability"}
 
 
 def test_the_panel_imports_neither_the_supervisor_core_nor_llama() -> None:
@@ -83,11 +85,30 @@ def test_the_panel_imports_neither_the_supervisor_core_nor_llama() -> None:
 
 
 def test_no_panel_reason() -> None:
-    assert no_panel_reason({"QT_QPA_PLATFORM": "offscreen"}) == ""
-    if sys.platform.startswith("linux"):
-        assert "no display" in no_panel_reason({})
-        assert no_panel_reason({"DISPLAY": ":0"}) == ""
-        assert no_panel_reason({"WAYLAND_DISPLAY": "wayland-0"}) == ""
+    def starts(env: Mapping[str, str]) -> str:
+        return ""
+
+    def aborts(env: Mapping[str, str]) -> str:
+        return "Qt's GUI platform did not start (qt.qpa.xcb: could not connect to display)"
+
+    assert no_panel_reason({"QT_QPA_PLATFORM": "offscreen"}, "linux", starts) == ""
+    assert no_panel_reason({}, "win32", aborts) == no_panel_reason({}, "darwin", aborts) == ""
+    assert "no display" in no_panel_reason({}, "linux", starts)
+    assert no_panel_reason({"DISPLAY": ":0"}, "linux", starts) == ""
+    assert no_panel_reason({"WAYLAND_DISPLAY": "wayland-0"}, "linux", starts) == ""
+    assert "could not connect" in no_panel_reason({"DISPLAY": ":0"}, "linux", aborts)
+    assert debian_package("libxcb-icccm.so.4") == "libxcb-icccm4"
+    assert debian_package("libxkbcommon-x11.so.0") == "libxkbcommon-x11-0"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11 is Linux's")
+def test_a_display_that_qt_cannot_use_is_found_before_qt_aborts() -> None:
+    """A DISPLAY naming no X server: QApplication would abort the process (qFatal); the probe
+    says why in a throwaway process instead."""
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
+    why = no_panel_reason({**env, "DISPLAY": ":97531"}, "linux")
+    assert why.startswith("Qt's"), why
+    assert no_panel_reason({**env, "QT_QPA_PLATFORM": "offscreen"}, "linux") == ""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a display is Linux's "
