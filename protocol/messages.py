@@ -215,10 +215,11 @@ _AVATAR_SPECS: list[MessageSpec] = [
     MessageSpec("mouth", Kind.EVENT, AVATAR,
                 "Mouth opening 0..1 that follows the streamed text, for simple lip movement.",
                 {"value": Field(NUM)}, wire=Wire.TO_CLIENT, bus=False),
-    MessageSpec("viseme", Kind.EVENT, AVATAR, "Lip sync from the streamed reply text: the mouth "
-                "shapes of one piece, in order (aa, ih, ou, ee, oh; sil closes the mouth), one "
-                "per syllable. A client plays them at its own pace; mouth stays for a client "
-                "that only opens and closes.",
+    MessageSpec("viseme", Kind.EVENT, AVATAR, "Lip sync from the streamed reply text: the next "
+                "mouth shapes, in order (aa, ih, ou, ee, oh; sil closes the mouth), one per "
+                "syllable. A word still being spelled at the end of a piece waits for the next "
+                "one, so the stream equals the shapes of the whole reply. A client plays them "
+                "at its own pace; mouth stays for a client that only opens and closes.",
                 {"request_id": Field(int), "visemes": Field(list, doc="aa, ih, ou, ee, oh or sil")},
                 wire=Wire.TO_CLIENT, bus=False),
     MessageSpec("model_loaded", Kind.EVENT, UNITY, "The avatar client loaded a model.",

@@ -7,13 +7,15 @@ streams.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from protocol.messages import EXPRESSIONS, REGISTRY, VISEME_SILENCE, VISEMES, validate_data
 from supervisor.harness import Stack
 from tests.helpers.bridge import connect
 from unity_bridge.avatar import Avatar, CommandError, normalize
-from unity_bridge.visemes import MAX_VISEMES, visemes
+from unity_bridge.visemes import MAX_VISEMES, VisemeStream, visemes
 
 
 @pytest.mark.parametrize("text,shapes", [
@@ -33,6 +35,24 @@ def test_visemes_of_text(text: str, shapes: list[str]) -> None:
     assert visemes(text) == shapes
 
 
+STREAMED = ["Hello there! How are you, my boy? The book is good.", "Yes... you, yes.",
+            "こんにちは、きゃりーさん。カードです！", "Éte, naïve café. 日本", "a, e. i!"]
+
+
+@pytest.mark.parametrize("text", STREAMED)
+def test_a_reply_in_pieces_gives_the_visemes_of_the_whole_text(text: str) -> None:
+    """Tokens cut words ("bo" + "ok"), kana pairs (き + ゃ) and pauses anywhere: the shapes
+    streamed are those of the whole text, at every cut and at every pair of cuts."""
+    whole = visemes(text)
+    cuts = [(i,) for i in range(len(text) + 1)] + [
+        (i, j) for i in range(0, len(text) + 1, 3) for j in range(i, len(text) + 1, 2)]
+    for cut in cuts:
+        bounds = [0, *cut, len(text)]
+        stream = VisemeStream()
+        shapes = [s for a, b in itertools.pairwise(bounds) for s in stream.feed(text[a:b])]
+        assert shapes + stream.end() == whole, (text, cut)
+
+
 def test_visemes_are_bounded_and_from_the_registry() -> None:
     many = visemes("a " * 1000)
     assert len(many) == MAX_VISEMES
@@ -45,15 +65,22 @@ def test_visemes_are_bounded_and_from_the_registry() -> None:
 def test_a_piece_becomes_a_viseme_message_and_mouth_stays() -> None:
     avatar = Avatar()
     avatar.on_event("chat_started", {"request_id": 3})
-    out = avatar.on_event("chat_delta", {"request_id": 3, "text": "Hi you", "index": 0})
+    out = avatar.on_event("chat_delta", {"request_id": 3, "text": "Hi yo", "index": 0})
     types = [t for t, _ in out]
     assert types == ["avatar_state", "speech", "viseme", "mouth"]
     data = dict(out)["viseme"]
-    assert data == {"request_id": 3, "visemes": ["ih", "ou"]}
+    assert data == {"request_id": 3, "visemes": ["ih"]}  # "yo" may go on: it waits
     assert validate_data(REGISTRY["viseme"], data) is None
+    out = avatar.on_event("chat_delta", {"request_id": 3, "text": "u 42", "index": 1})
+    assert dict(out)["viseme"]["visemes"] == ["ou"]  # "you": one shape, not "yo" + "u"
     # A piece without a vowel sends no viseme (the mouth value still follows it).
-    assert [t for t, _ in avatar.on_event("chat_delta", {"request_id": 3, "text": " 42",
-                                                         "index": 1})] == ["speech", "mouth"]
+    assert [t for t, _ in avatar.on_event("chat_delta", {"request_id": 3, "text": " 7",
+                                                         "index": 2})] == ["speech", "mouth"]
+    # The end reads what waited, before the final speech frame.
+    avatar.on_event("chat_delta", {"request_id": 3, "text": " ok", "index": 3})
+    out = avatar.on_event("chat_ended", {"request_id": 3, "text": "Hi you 42 7 ok"})
+    assert [t for t, _ in out][:2] == ["viseme", "speech"]
+    assert dict(out)["viseme"]["visemes"] == ["oh"]
 
 
 @pytest.mark.parametrize("name,wire", [("A", "aa"), ("happy", "joy"), ("blinkLeft", "blink_l"),
@@ -114,8 +141,7 @@ def test_a_tcp_client_gets_the_visemes_of_a_real_chat(make_stack) -> None:
                 if first_viseme_before_done is None:
                     first_viseme_before_done = True
         assert "".join(pieces) == reply.data["text"]
-        expected = [s for piece in pieces for s in visemes(piece)]
-        assert shapes == expected and shapes, (reply.data["text"], shapes)
+        assert shapes == visemes(reply.data["text"]) and shapes, (reply.data["text"], shapes)
         assert first_viseme_before_done  # streamed with the text, not after it
         assert set(shapes) <= {*VISEMES, VISEME_SILENCE}
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.messages import CHAT, EMOTIONS, EXPRESSIONS
-from unity_bridge.visemes import visemes
+from unity_bridge.visemes import VisemeStream
 
 # VRM 1.0 and VRM 0.x preset names (lowercased, from the one table in protocol.messages) and
 # common spellings -> the wire's names: happy -> joy, blinkleft -> blink_l, a -> aa.
@@ -133,6 +133,7 @@ class Avatar:
         self.max_expressions = max_expressions
         self.request_id: int | None = None
         self.text = ""
+        self.visemes = VisemeStream()  # of the reply being spoken
         self.switching = False  # a profile switch runs: the chat worker stopping is not "idle"
         self.dirty = False  # changed since the last save
         self._fd: int | None = None
@@ -199,19 +200,17 @@ class Avatar:
 
     def on_event(self, type_: str, data: dict[str, Any]) -> list[Outgoing]:
         if type_ == "chat_started":
-            self.request_id, self.text = data["request_id"], ""
+            self.request_id, self.text, self.visemes = data["request_id"], "", VisemeStream()
             return self.set_state("thinking")
         if type_ == "chat_delta":
             if self.request_id not in (None, data["request_id"]):
                 return []  # a stale piece of a reply that already ended
             self.request_id = data["request_id"]
             self.text += data["text"]
-            shapes = visemes(data["text"])
             return [*self.set_state("speaking"),
                     ("speech", {"request_id": data["request_id"], "delta": data["text"],
                                 "text": self.text, "done": False}),
-                    *([("viseme", {"request_id": data["request_id"], "visemes": shapes})]
-                      if shapes else []),
+                    *self._viseme(data["request_id"], self.visemes.feed(data["text"])),
                     ("mouth", {"value": mouth_open(data["text"])})]
         if type_ == "chat_ended":
             return [*self._end_speech(data["request_id"], data["text"]),
@@ -248,9 +247,15 @@ class Avatar:
         return out
 
     def _end_speech(self, request_id: int, text: str) -> list[Outgoing]:
-        self.request_id, self.text = None, ""
-        return [("speech", {"request_id": request_id, "delta": "", "text": text, "done": True}),
+        rest = self._viseme(request_id, self.visemes.end())
+        self.request_id, self.text, self.visemes = None, "", VisemeStream()
+        return [*rest,
+                ("speech", {"request_id": request_id, "delta": "", "text": text, "done": True}),
                 ("mouth", {"value": 0.0})]
+
+    @staticmethod
+    def _viseme(request_id: int, shapes: list[str]) -> list[Outgoing]:
+        return [("viseme", {"request_id": request_id, "visemes": shapes})] if shapes else []
 
     # -- persistence: a restarted bridge replays the same state --------------------------
     def save(self) -> None:

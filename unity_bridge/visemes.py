@@ -44,8 +44,9 @@ def _kana(ch: str) -> tuple[str, bool] | None:
     return (vowel, small) if vowel else None
 
 
-def visemes(text: str) -> list[str]:
-    """The mouth shapes of a piece of text, in order (at most MAX_VISEMES)."""
+def visemes(text: str, mouth_open: bool = False) -> list[str]:
+    """The mouth shapes of a piece of text, in order (at most MAX_VISEMES). `mouth_open`: the
+    text before this piece ended on a sound, so a pause at its start closes the mouth."""
     out: list[str] = []
     group = ""  # the Latin vowel letters of the group being read
     prev_letter = ""
@@ -75,7 +76,52 @@ def visemes(text: str) -> list[str]:
             out.append(out[-1])
         elif unicodedata.name(ch, "").startswith("CJK UNIFIED IDEOGRAPH"):
             out.append("aa")
-        elif ch in PAUSE and out and out[-1] != SIL:
+        elif ch in PAUSE and (out[-1] != SIL if out else mouth_open):
             out.append(SIL)
     flush()
     return out[:MAX_VISEMES]
+
+
+class VisemeStream:
+    """The visemes of a reply that arrives in pieces, the same as of the whole text.
+
+    A token may end inside a word ("bo" + "ok") or on a kana that a small kana in the next
+    piece changes (き + ゃ): that tail waits for the next piece, so the word gives one mouth
+    shape, not two. The wait is one token; `end` reads what is left.
+    """
+
+    def __init__(self) -> None:
+        self.pending = ""
+        self.mouth_open = False
+
+    def feed(self, piece: str) -> list[str]:
+        text = self.pending + piece
+        cut = _readable(text)
+        self.pending = text[cut:]
+        return self._read(text[:cut])
+
+    def end(self) -> list[str]:
+        text, self.pending = self.pending, ""
+        return self._read(text)
+
+    def _read(self, text: str) -> list[str]:
+        shapes = visemes(text, self.mouth_open) if text else []
+        if shapes:
+            self.mouth_open = shapes[-1] != SIL
+        return shapes
+
+
+def _readable(text: str) -> int:
+    """How much of `text` can be read now: all but a Latin word still being spelled at its
+    end, or its last mora (a small kana, きゃ, or the prolonged mark, カー, may follow)."""
+    end = len(text)
+    while end and text[end - 1].isalpha() and _base(text[end - 1]) in _LATIN_LETTERS:
+        end -= 1
+    if end < len(text):
+        return end
+    while end and (text[end - 1] == "ー" or " SMALL " in unicodedata.name(text[end - 1], "")):
+        end -= 1
+    return end - 1 if end and text[end - 1].isalpha() else end
+
+
+_LATIN_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")

@@ -45,7 +45,7 @@ namespace AICompanion.Bridge.Protocol
         public const string Speech = "speech";
         /// <summary>Mouth opening 0..1 that follows the streamed text, for simple lip movement.</summary>
         public const string Mouth = "mouth";
-        /// <summary>Lip sync from the streamed reply text: the mouth shapes of one piece, in order (aa, ih, ou, ee, oh; sil closes the mouth), one per syllable. A client plays them at its own pace; mouth stays for a client that only opens and closes.</summary>
+        /// <summary>Lip sync from the streamed reply text: the next mouth shapes, in order (aa, ih, ou, ee, oh; sil closes the mouth), one per syllable. A word still being spelled at the end of a piece waits for the next one, so the stream equals the shapes of the whole reply. A client plays them at its own pace; mouth stays for a client that only opens and closes.</summary>
         public const string Viseme = "viseme";
         /// <summary>The avatar client loaded a model.</summary>
         public const string ModelLoaded = "model_loaded";
