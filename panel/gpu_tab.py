@@ -422,15 +422,18 @@ class GpuTab(QWidget):
 def doctor_summary(r: dict[str, Any]) -> str:
     llama = r.get("llama_cpp") or {}
     gpu = r.get("gpu") or {}
-    lines = [f"CUDA offload: {'yes' if llama.get('gpu_offload') else 'no'} "
-             f"(llama-cpp-python {llama.get('version', '?')})",
-             "NVML: " + (f"yes, {gpu.get('name')} {gpu.get('vram_total_mb')} MB"
-                         if gpu.get("nvml") else f"no ({gpu.get('reason', '?')})")]
+    backends = ", ".join(llama.get("gpu_backends") or ())
+    # Two questions, as the doctor asks them: can this build offload, and is a card visible?
+    build = f"yes ({backends})" if llama.get("build_gpu_support") else "no, a CPU-only build"
+    device = (f"visible, {gpu.get('name')} {gpu.get('vram_total_mb')} MB" if gpu.get("visible")
+              else f"none visible ({gpu.get('reason') or 'CUDA_VISIBLE_DEVICES is empty'})")
+    lines = [f"Build GPU support: {build} (llama-cpp-python {llama.get('version', '?')})",
+             f"GPU device: {device}"]
     auto = r.get("auto") or {}
     if auto:
         lines.append(f"Recommended profile: {auto.get('profile')} ({auto.get('n_gpu_layers')} "
                      f"GPU layers){': ' + auto['why'] if auto.get('why') else ''}")
-    if llama and not llama.get("gpu_offload"):
+    if llama and not llama.get("build_gpu_support"):
         lines.append(f"To use an NVIDIA GPU, rebuild: {REBUILD_HINT}")
     for p in r.get("problems") or []:
         lines.append(f"Problem: {p}")

@@ -5,6 +5,7 @@ shows the same state), and quitting the launched panel stops everything.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -229,3 +230,22 @@ def test_quitting_the_launched_panel_stops_the_stack_and_leaves_no_process(
     wait_for(lambda: all(pid_gone(p) for p in pids), 10, "every process of the stack to end")
     out = stack.output()
     assert "panel" in out and "shutting down" in out
+
+
+def test_the_doctor_summary_asks_build_support_and_device_apart() -> None:
+    """The GPU tab shows the real doctor's report (a CPU-only build here, no card; a CUDA
+    machine gets the other lines): build support and a visible device are separate answers."""
+    from panel.gpu_tab import doctor_summary
+    from workers.gpu.planner import REBUILD_HINT
+
+    out = subprocess.run([sys.executable, "-m", "workers.inference.doctor", "--json"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(out.stdout)
+    lines = doctor_summary(report).splitlines()
+    build, device = report["llama_cpp"]["build_gpu_support"], report["gpu"]["visible"]
+    assert lines[0].startswith("Build GPU support: " + ("yes (" if build else "no, a CPU-only"))
+    assert lines[1].startswith("GPU device: " + ("visible, " if device else "none visible ("))
+    assert any(f"rebuild: {REBUILD_HINT}" in line for line in lines) is not build
+    hidden = {**report, "gpu": {"nvml": True, "visible": False}}
+    assert "CUDA_VISIBLE_DEVICES is empty" in doctor_summary(hidden)
+
