@@ -26,14 +26,13 @@ from PySide6.QtWidgets import (
 )
 
 from panel.avatar_link import CLIENT_NAME, AvatarLink
-from protocol.messages import EMOTIONS
+from protocol.messages import EMOTIONS, EXPRESSIONS
 
 if TYPE_CHECKING:
     from panel.window import PanelWindow
 
-# The VRM 0.x presets, in the order a user thinks of them (the bridge's PRESETS).
-PRESET_ORDER = (*EMOTIONS, "neutral", "a", "i", "u", "e", "o", "blink", "blink_l", "blink_r",
-                "lookup", "lookdown", "lookleft", "lookright")
+# The wire names of the one expression table, emotions first (the bridge's PRESETS).
+PRESET_ORDER = (*EMOTIONS, *(e.wire for e in EXPRESSIONS if e.wire not in EMOTIONS))
 SEND_MS = 40  # a dragged slider sends at most this often
 
 

@@ -26,6 +26,7 @@ from panel.window import PanelWindow  # noqa: E402
 from supervisor.config import DEFAULT_MODEL  # noqa: E402
 from supervisor.harness import RELOAD_PROFILE, Stack  # noqa: E402
 from tests.conftest import base_config  # noqa: E402
+from unity_bridge.avatar import PRESETS  # noqa: E402
 from unity_bridge.client import BridgeClient  # noqa: E402
 
 LONG = "Write a long story about a lighthouse keeper and a whale, with many details."
@@ -126,9 +127,15 @@ def test_a_chat_typed_in_the_panel_streams_and_stop_cuts_it(qtbot: Any, win: Pan
 def test_a_slider_reaches_a_tcp_client_and_follows_other_clients(
         qtbot: Any, win: PanelWindow, avatar: BridgeClient) -> None:
     ready(qtbot, win)
+    # one slider per name of the one expression table, by its wire name
+    assert set(PRESETS) <= set(win.avatar.sliders)
     win.avatar.sliders["blink_l"].slider.setValue(70)
     env = next_from(qtbot, avatar, "set_expression", lambda d: d["name"] == "blink_l")
     assert env.data["value"] == pytest.approx(0.7)
+    # VRM 0.x's "A" or VRM 1.0's "aa" from another client: the same slider, no new one
+    avatar.request("set_expression", {"name": "A", "value": 0.5})
+    qtbot.waitUntil(lambda: win.avatar.sliders["aa"].slider.value() == 50, timeout=5000)
+    assert not {"a", "A"} & set(win.avatar.sliders)
     # another client's change moves the panel's slider (the bridge's value, clamped)
     avatar.request("set_expression", {"name": "lookup", "value": 1.7})
     qtbot.waitUntil(lambda: win.avatar.sliders["lookup"].slider.value() == 100, timeout=5000)
