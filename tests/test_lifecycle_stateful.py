@@ -345,8 +345,12 @@ class SupervisorMachine(RuleBasedStateMachine):
         assert not unanswered, f"requests without exactly one final reply: {unanswered}"
 
 
+# The suite's run is derandomized: the same sequences every time, so the coverage check below
+# cannot fail by chance (a random run of 300 once missed FATAL->BACKOFF). STATEFUL_EXAMPLES
+# explores afresh with random sequences.
 SupervisorMachine.TestCase.settings = settings(
     max_examples=EXAMPLES, stateful_step_count=60, deadline=None,
+    derandomize="STATEFUL_EXAMPLES" not in os.environ,
     suppress_health_check=[HealthCheck.too_slow])
 TestSupervisorMachine = SupervisorMachine.TestCase
 
