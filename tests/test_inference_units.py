@@ -286,3 +286,17 @@ def test_planning_waits_for_the_old_process_vram_to_come_back(tmp_path: Path) ->
     worker._wait_for_vram(card)  # type: ignore[arg-type]
     assert time.monotonic() - t0 >= 0.5
     assert card.memory().free == 6 << 30  # what planning then reads: all of it back
+
+
+def test_a_profile_without_gpu_layers_waits_for_no_vram(tmp_path: Path) -> None:
+    """The emergency step down to cpu_fallback happens while a game fills the card: waiting
+    for free VRAM to hold still would only lengthen the dark time."""
+    rt = RecordingRuntime(tmp_path)
+    worker = InferenceWorker(rt)  # type: ignore[arg-type]
+    profiles = {"cpu_fallback": {"n_gpu_layers": 0}, "balanced": {"vram_fraction": 0.65},
+                "custom": {"n_gpu_layers": 16}}
+    for profile, waits in (("cpu_fallback", False), ("balanced", True), ("custom", True),
+                           ("auto", True)):
+        rt.options["profile"] = profile
+        assert worker._may_offload(profiles) is waits, profile
+

@@ -97,7 +97,7 @@ class InferenceWorker:
         with self._stage("opening memory"):  # before the slow part: a bad setting fails fast
             self.memory = self._open_memory()
         source, plan_model, supports_gpu = self._card(model)
-        if supports_gpu and source.available:
+        if supports_gpu and source.available and self._may_offload(profiles):
             with self._stage("waiting for VRAM"):  # before planning, which reads free VRAM
                 self._wait_for_vram(source)
         with self._stage("planning"):
@@ -198,9 +198,17 @@ class InferenceWorker:
                                 f"bootstrap.py setup")
         return bool(build_gpu_backends())
 
+    def _requested_profile(self) -> str:
+        return str(self.rt.options.get("profile") or self.ai["gpu_profile"])
+
+    def _may_offload(self, profiles: dict[str, dict[str, Any]]) -> bool:
+        """False for a profile that fixes 0 GPU layers (the emergency step down): its start
+        waits for no VRAM, while a game is still filling the card."""
+        return profiles.get(self._requested_profile(), {}).get("n_gpu_layers") != 0
+
     def _plan(self, profiles: dict[str, dict[str, Any]], model: ModelInfo,
               gpu: GpuMemory | None, supports_gpu: bool) -> Plan:
-        requested = str(self.rt.options.get("profile") or self.ai["gpu_profile"])
+        requested = self._requested_profile()
         try:
             plan = plan_profile(requested, profiles, model, gpu, supports_gpu, _cores(),
                                 self.ai["vram_margin_mb"] * MiB)
